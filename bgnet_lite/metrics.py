@@ -1,0 +1,111 @@
+"""Segmentation metrics of the paper (eq. 17-21) from one confusion matrix per split (chapter 7).
+
+The matrix is accumulated over every pixel of a split (``update`` once per batch) and the
+metrics are computed once at the end, so they are pixel-level over the whole split, not a
+mean of per-image scores.
+
+Undefined values: a ratio whose denominator is 0 (e.g. the IoU of a class that appears in
+neither target nor prediction, or precision when nothing is predicted as defect) is NaN, and
+means over classes (miou, macc, ...) skip NaN entries; a mean with no defined entry is NaN.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+
+def logits_to_prediction(logits: torch.Tensor) -> torch.Tensor:
+    """Logits [N, K, H, W] -> class map [N, H, W] long (chapter 7).
+
+    Binary (K = 1): 1 where sigmoid(logit) > 0.5, i.e. logit > 0. Multi-class: argmax.
+    """
+    if logits.dim() != 4:
+        raise ValueError(f"logits must be [N, K, H, W], got {tuple(logits.shape)}")
+    if logits.shape[1] == 1:
+        return (logits[:, 0] > 0).long()
+    return logits.argmax(dim=1)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator) / float(denominator) if denominator > 0 else math.nan
+
+
+def _nanmean(values: np.ndarray) -> float:
+    defined = values[~np.isnan(values)]
+    return float(defined.mean()) if defined.size else math.nan
+
+
+class ConfusionMatrix:
+    """Pixel confusion matrix over a split: rows = target class, columns = prediction (ch. 7).
+
+    num_classes as in ``BGNetConfig``: 1 = binary (classes 0 background, 1 defect, so the
+    matrix is 2 x 2), K >= 2 = K classes with 0 = background.
+    """
+
+    def __init__(self, num_classes: int):
+        if num_classes < 1:
+            raise ValueError(f"num_classes must be >= 1, got {num_classes}")
+        self.num_classes = max(num_classes, 2)
+        self.matrix = torch.zeros(self.num_classes, self.num_classes, dtype=torch.int64)
+
+    def reset(self) -> None:
+        """Forget all counts (chapter 7)."""
+        self.matrix.zero_()
+
+    def update(self, pred: torch.Tensor, target: torch.Tensor) -> None:
+        """Add the pixels of one batch: pred, target [N, H, W] integer class ids (chapter 7)."""
+        pred = torch.as_tensor(pred)
+        target = torch.as_tensor(target)
+        if pred.shape != target.shape:
+            raise ValueError(
+                f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
+            )
+        if pred.is_floating_point() or target.is_floating_point():
+            raise ValueError("pred and target must hold integer class ids (use logits_to_prediction)")
+        pred = pred.long().flatten()
+        target = target.long().flatten()
+        count = self.num_classes
+        for name, values in (("pred", pred), ("target", target)):
+            if values.numel() and (values.min() < 0 or values.max() >= count):
+                raise ValueError(f"{name} class ids must be in [0, {count})")
+        pairs = torch.bincount(target * count + pred, minlength=count * count)  # [K * K]
+        self.matrix += pairs.reshape(count, count).cpu()
+
+    def compute(self) -> dict:
+        """All metrics of the paper from the accumulated counts (chapter 7, eq. 17-21).
+
+        Defect-vs-background (every class != 0 is "defect"): precision, recall, f2 (F-beta,
+        beta = 2, = 5 TP / (5 TP + 4 FN + FP)), defect_iou. Per class: iou, accuracy
+        (= recall of that class). miou / macc: mean over ALL classes incl. background (eq.
+        20-21, "N = total number of classes"); miou_defect / macc_defect: over defect classes
+        only. pixel_accuracy: share of pixels classified correctly.
+        """
+        matrix = self.matrix.double().numpy()
+        true_pos = np.diag(matrix)  # [K]
+        false_pos = matrix.sum(axis=0) - true_pos  # predicted as class, is another
+        false_neg = matrix.sum(axis=1) - true_pos  # is class, predicted as another
+        with np.errstate(divide="ignore", invalid="ignore"):
+            iou = np.where(
+                true_pos + false_pos + false_neg > 0,
+                true_pos / (true_pos + false_pos + false_neg), np.nan,
+            )
+            accuracy = np.where(true_pos + false_neg > 0, true_pos / (true_pos + false_neg), np.nan)
+        defect_tp = matrix[1:, 1:].sum()  # a defect pixel predicted as any defect class
+        defect_fp = matrix[0, 1:].sum()
+        defect_fn = matrix[1:, 0].sum()
+        return {
+            "precision": _ratio(defect_tp, defect_tp + defect_fp),
+            "recall": _ratio(defect_tp, defect_tp + defect_fn),
+            "f2": _ratio(5 * defect_tp, 5 * defect_tp + 4 * defect_fn + defect_fp),
+            "defect_iou": _ratio(defect_tp, defect_tp + defect_fp + defect_fn),
+            "iou": [float(value) for value in iou],
+            "miou": _nanmean(iou),
+            "miou_defect": _nanmean(iou[1:]),
+            "accuracy": [float(value) for value in accuracy],
+            "macc": _nanmean(accuracy),
+            "macc_defect": _nanmean(accuracy[1:]),
+            "pixel_accuracy": _ratio(true_pos.sum(), matrix.sum()),
+        }

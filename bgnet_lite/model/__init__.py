@@ -1,0 +1,1 @@
+"""BGNet, one paper concept per module (chapters 2-6)."""
