@@ -64,7 +64,9 @@ class ConfusionMatrix:
                 f"pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in shape"
             )
         if pred.is_floating_point() or target.is_floating_point():
-            raise ValueError("pred and target must hold integer class ids (use logits_to_prediction)")
+            raise ValueError(
+                "pred and target must hold integer class ids (use logits_to_prediction)"
+            )
         pred = pred.long().flatten()
         target = target.long().flatten()
         count = self.num_classes

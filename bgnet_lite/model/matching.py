@@ -1,0 +1,431 @@
+"""Feature matching and matched subtraction, eq. 8 and 13-15, Algorithm 1 (chapter 5, "Matching").
+
+Index convention: template positions ``a in [0, L)``, sample positions ``b in [0, S)``, both
+flattened row-major from ``[H, W]`` (``index = y * W + x``).  Score and probability matrices are
+``[N, L, S]`` with template rows and sample columns.
+
+Deviations from the paper, each deliberate:
+
+* Eq. 13 scores are divided by ``C * temperature`` (LoFTR: both features divided by ``sqrt(C)``,
+  then a temperature of 0.1).  The raw inner product of 128- to 512-d features is in the hundreds
+  and would saturate the softmax of eq. 14 into a hard one-hot.
+* Algorithm 1 prints ``argmin`` over the probability matrix.  Nearest neighbours under a
+  *probability* are the largest entries, so we use ``argmax``.
+* Ties: the first index wins on both axes (``torch.argmax`` / ``numpy.argmax`` semantics), exactly
+  like the loop ``for a: b = argmax_k P[a, k]; keep (a, b) if a == argmax_l P[l, b]``.
+
+Dense and chunked matching give identical matches.  Both compute the score matrix in the same row
+blocks of ``config.chunk_size`` template rows, with the same operations in the same order, so every
+probability is bit-for-bit the same; the chunked version merely recomputes a block instead of
+keeping it.  Column maxima are merged across blocks with a strict ``>``, so an earlier block (a
+smaller template index) keeps a tie, which is the first-index rule again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+@dataclass
+class MatchConfig:
+    """Matching settings (chapter 5).
+
+    theta: eq. 15 threshold on the dual-softmax probability.  temperature: score scaling (see the
+    module docstring).  chunk_size: template rows per block (memory of match_chunked is about
+    ``chunk_size * S`` floats per temporary).
+    """
+
+    theta: float = 0.2
+    temperature: float = 0.1
+    chunk_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if not self.temperature > 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if int(self.chunk_size) != self.chunk_size or self.chunk_size < 1:
+            raise ValueError(f"chunk_size must be a positive integer, got {self.chunk_size}")
+
+
+@dataclass
+class MatchResult:
+    """Output of match_dense / match_chunked (chapter 5).
+
+    sample_to_template ``[N, S]`` long: matched template index for each sample cell, -1 if none.
+    matched_prob ``[N, S]``: ``P[a, b]`` of the match, 0 where unmatched.
+    match_prob ``[N, L, S]`` (dense only, differentiable) or None.
+    """
+
+    sample_to_template: torch.Tensor
+    matched_prob: torch.Tensor
+    match_prob: torch.Tensor | None = None
+
+
+# ----------------------------------------------------------------------------- eq. 13-14
+
+
+def score_matrix(
+    template_feats: torch.Tensor, sample_feats: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Eq. 13 scaled: ``s_ab = <f_a^T, f_b^S> / (C * temperature)``, ``[N, L, S]`` (chapter 5)."""
+    scale = _check_feats(template_feats, sample_feats, temperature)
+    return _score_block(template_feats, sample_feats, scale)
+
+
+def dual_softmax(scores: torch.Tensor) -> torch.Tensor:
+    """Eq. 14: softmax over sample columns times softmax over template rows (chapter 5).
+
+    scores ``[N, L, S]`` -> probabilities ``[N, L, S]``; ``P[a, b]`` is large only if ``b`` is
+    the best sample for ``a`` *and* ``a`` the best template cell for ``b``.
+    """
+    if scores.dim() != 3:
+        raise ValueError(f"expected scores [N, L, S], got {tuple(scores.shape)}")
+    return torch.softmax(scores, dim=2) * torch.softmax(scores, dim=1)
+
+
+def _check_feats(
+    template_feats: torch.Tensor, sample_feats: torch.Tensor, temperature: float
+) -> float:
+    """Validate ``[N, L, C]`` / ``[N, S, C]`` features; return the score scale 1 / (C * T)."""
+    if template_feats.dim() != 3 or sample_feats.dim() != 3:
+        raise ValueError(
+            "matching expects template_feats [N, L, C] and sample_feats [N, S, C], got "
+            f"{tuple(template_feats.shape)} and {tuple(sample_feats.shape)}"
+        )
+    if template_feats.shape[0] != sample_feats.shape[0]:
+        raise ValueError(
+            f"batch sizes differ: {template_feats.shape[0]} vs {sample_feats.shape[0]}"
+        )
+    if template_feats.shape[2] != sample_feats.shape[2]:
+        raise ValueError(
+            f"channel counts differ: {template_feats.shape[2]} vs {sample_feats.shape[2]}"
+        )
+    if template_feats.shape[1] == 0 or sample_feats.shape[1] == 0:
+        raise ValueError("cannot match an empty feature set")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    return 1.0 / (template_feats.shape[2] * temperature)
+
+
+def _score_block(
+    template_rows: torch.Tensor, sample_feats: torch.Tensor, scale: float
+) -> torch.Tensor:
+    """Scores of some template rows ``[N, r, C]`` against all samples ``[N, S, C]`` -> [N, r, S]."""
+    return torch.matmul(template_rows, sample_feats.transpose(1, 2)) * scale
+
+
+def _row_blocks(length: int, block: int) -> list[tuple[int, int]]:
+    return [(start, min(start + block, length)) for start in range(0, length, block)]
+
+
+def _log_normalizers(
+    template_feats: torch.Tensor,
+    sample_feats: torch.Tensor,
+    scale: float,
+    block: int,
+    keep_scores: bool,
+) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """Row and column log-sum-exp of the score matrix, one block of template rows at a time.
+
+    Returns row_lse ``[N, L, 1]``, col_lse ``[N, 1, S]`` and (if keep_scores) the score blocks.
+    A row lies inside one block; a column is merged across blocks (running max and rescaled sum,
+    as in online softmax).  Maxima are detached: they cancel in the value, and the gradient of a
+    log-sum-exp does not need them.
+    """
+    row_lse_blocks = []
+    score_blocks = []
+    col_max = col_sum = None
+    for start, stop in _row_blocks(template_feats.shape[1], block):
+        scores = _score_block(template_feats[:, start:stop], sample_feats, scale)  # [N, r, S]
+        row_max = scores.amax(dim=2, keepdim=True).detach()  # [N, r, 1]
+        row_sum = torch.exp(scores - row_max).sum(dim=2, keepdim=True)
+        row_lse_blocks.append(row_max + torch.log(row_sum))
+        block_max = scores.amax(dim=1, keepdim=True).detach()  # [N, 1, S]
+        if col_max is None:
+            col_max = block_max
+            col_sum = torch.exp(scores - col_max).sum(dim=1, keepdim=True)
+        else:
+            new_max = torch.maximum(col_max, block_max)
+            col_sum = col_sum * torch.exp(col_max - new_max) + torch.exp(scores - new_max).sum(
+                dim=1, keepdim=True
+            )
+            col_max = new_max
+        if keep_scores:
+            score_blocks.append(scores)
+    col_lse = col_max + torch.log(col_sum)  # [N, 1, S]
+    return torch.cat(row_lse_blocks, dim=1), col_lse, score_blocks
+
+
+def _block_match_prob(
+    scores: torch.Tensor, row_lse: torch.Tensor, col_lse: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 14 for one block: ``exp(s - row_lse) * exp(s - col_lse)`` in one exp. [N, r, S]."""
+    return torch.exp(2.0 * scores - row_lse - col_lse)
+
+
+# ----------------------------------------------------------------------------- eq. 15, Alg. 1
+
+
+def mutual_nearest_neighbours(
+    match_prob: torch.Tensor, theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Algorithm 1 (with argmax) plus the eq. 15 threshold, vectorised (chapter 5).
+
+    match_prob ``[N, L, S]`` -> (sample_to_template ``[N, S]`` long, -1 = unmatched;
+    matched_prob ``[N, S]``, 0 where unmatched).  ``(a, b)`` is a match iff ``b`` is the first
+    argmax of row ``a``, ``a`` the first argmax of column ``b``, and ``P[a, b] >= theta``.
+    """
+    if match_prob.dim() != 3:
+        raise ValueError(f"expected match_prob [N, L, S], got {tuple(match_prob.shape)}")
+    row_best = match_prob.argmax(dim=2)  # [N, L] best sample for each template cell
+    col_best_prob, col_best = match_prob.max(dim=1)  # [N, S] best template cell for each sample
+    return _select_mutual(row_best, col_best, col_best_prob, theta)
+
+
+def _select_mutual(
+    row_best: torch.Tensor, col_best: torch.Tensor, col_best_prob: torch.Tensor, theta: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    sample_index = torch.arange(col_best.shape[1], device=col_best.device)  # [S]
+    mutual = row_best.gather(1, col_best) == sample_index  # [N, S]
+    keep = mutual & (col_best_prob >= theta)
+    sample_to_template = torch.where(keep, col_best, torch.full_like(col_best, -1))
+    matched_prob = torch.where(keep, col_best_prob, torch.zeros_like(col_best_prob))
+    return sample_to_template, matched_prob
+
+
+def mnn_naive(match_prob, theta: float) -> list[tuple[int, int]]:
+    """Algorithm 1 as a plain loop (argmax, first index wins) plus eq. 15 (chapter 5).
+
+    match_prob: one ``[L, S]`` matrix (numpy array or tensor).  Returns the pairs ``(a, b)``
+    in increasing ``a``.  Slow; for the book and as the reference in tests.
+    """
+    if isinstance(match_prob, torch.Tensor):
+        match_prob = match_prob.detach().cpu().numpy()
+    prob = np.asarray(match_prob)
+    if prob.ndim != 2:
+        raise ValueError(f"mnn_naive expects one [L, S] matrix, got shape {prob.shape}")
+    pairs = []
+    for a in range(prob.shape[0]):
+        b = int(np.argmax(prob[a, :]))
+        if int(np.argmax(prob[:, b])) == a and prob[a, b] >= theta:
+            pairs.append((a, b))
+    return pairs
+
+
+# ----------------------------------------------------------------------------- dense / chunked
+
+
+def match_dense(
+    template_feats: torch.Tensor, sample_feats: torch.Tensor, config: MatchConfig
+) -> MatchResult:
+    """Eq. 13-15 keeping the whole ``[N, L, S]`` probability matrix (chapter 5).
+
+    template_feats ``[N, L, C]``, sample_feats ``[N, S, C]``.  match_prob is differentiable (for
+    the matching loss and soft subtraction); the matches are discrete.
+    """
+    scale = _check_feats(template_feats, sample_feats, config.temperature)
+    row_lse, col_lse, score_blocks = _log_normalizers(
+        template_feats, sample_feats, scale, config.chunk_size, keep_scores=True
+    )
+    prob_blocks = [
+        _block_match_prob(scores, row_lse[:, start:stop], col_lse)
+        for (start, stop), scores in zip(
+            _row_blocks(template_feats.shape[1], config.chunk_size), score_blocks, strict=True
+        )
+    ]
+    match_prob = torch.cat(prob_blocks, dim=1)  # [N, L, S]
+    sample_to_template, matched_prob = mutual_nearest_neighbours(match_prob, config.theta)
+    return MatchResult(sample_to_template, matched_prob, match_prob)
+
+
+@torch.no_grad()
+def match_chunked(
+    template_feats: torch.Tensor, sample_feats: torch.Tensor, config: MatchConfig
+) -> MatchResult:
+    """Eq. 13-15 without ever holding the ``L x S`` matrix; same matches as match_dense (chapter 5).
+
+    Two passes over blocks of ``config.chunk_size`` template rows: the first gathers the row and
+    column log-sum-exp, the second recomputes each block's probabilities and keeps only the best
+    sample of each row and the running best template cell of each column.  No gradient.
+    """
+    scale = _check_feats(template_feats, sample_feats, config.temperature)
+    batch, length = template_feats.shape[:2]
+    samples = sample_feats.shape[1]
+    device = template_feats.device
+    row_lse, col_lse, _ = _log_normalizers(
+        template_feats, sample_feats, scale, config.chunk_size, keep_scores=False
+    )
+    row_best = torch.empty(batch, length, dtype=torch.long, device=device)  # [N, L]
+    col_best = torch.zeros(batch, samples, dtype=torch.long, device=device)  # [N, S]
+    col_best_prob = torch.full(
+        (batch, samples), float("-inf"), dtype=col_lse.dtype, device=device
+    )  # [N, S]
+    for start, stop in _row_blocks(length, config.chunk_size):
+        # recomputed with the very same operations as in the first pass: bit-identical scores
+        scores = _score_block(template_feats[:, start:stop], sample_feats, scale)  # [N, r, S]
+        prob = _block_match_prob(scores, row_lse[:, start:stop], col_lse)  # [N, r, S]
+        row_best[:, start:stop] = prob.argmax(dim=2)
+        block_best_prob, block_best = prob.max(dim=1)  # [N, S]
+        better = block_best_prob > col_best_prob  # strict: an earlier block keeps a tie
+        col_best_prob = torch.where(better, block_best_prob, col_best_prob)
+        col_best = torch.where(better, block_best + start, col_best)
+    sample_to_template, matched_prob = _select_mutual(
+        row_best, col_best, col_best_prob, config.theta
+    )
+    return MatchResult(sample_to_template, matched_prob, None)
+
+
+# ----------------------------------------------------------------------------- eq. 8
+
+
+def matched_subtraction(
+    sample_feats: torch.Tensor, template_feats: torch.Tensor, sample_to_template: torch.Tensor
+) -> torch.Tensor:
+    """Eq. 8: ``f^S_b - f^T_m(b)`` where ``b`` is matched, ``f^S_b`` where not (chapter 5).
+
+    sample_feats ``[N, C, H, W]``, template_feats ``[N, C, Ht, Wt]``, sample_to_template
+    ``[N, H*W]`` (-1 = unmatched) -> ``[N, C, H, W]``.  Gradients reach both feature maps
+    through the gathered values; the discrete matching itself has no gradient.
+    """
+    if sample_feats.dim() != 4 or template_feats.dim() != 4:
+        raise ValueError(
+            "matched_subtraction expects [N, C, H, W] feature maps, got "
+            f"{tuple(sample_feats.shape)} and {tuple(template_feats.shape)}"
+        )
+    batch, channels, height, width = sample_feats.shape
+    if template_feats.shape[:2] != (batch, channels):
+        raise ValueError(
+            f"template {tuple(template_feats.shape)} and sample {tuple(sample_feats.shape)} "
+            "must agree in batch and channels"
+        )
+    if sample_to_template.shape != (batch, height * width):
+        raise ValueError(
+            f"sample_to_template must be [N, H*W] = [{batch}, {height * width}], got "
+            f"{tuple(sample_to_template.shape)}"
+        )
+    template_flat = template_feats.flatten(2)  # [N, C, L]
+    if sample_to_template.numel() and int(sample_to_template.max()) >= template_flat.shape[2]:
+        raise ValueError(
+            f"sample_to_template points past the {template_flat.shape[2]} template cells"
+        )
+    sample_flat = sample_feats.flatten(2)  # [N, C, S]
+    matched = sample_to_template >= 0  # [N, S]
+    index = sample_to_template.clamp(min=0)[:, None, :].expand(-1, channels, -1)  # [N, C, S]
+    gathered = template_flat.gather(2, index)  # [N, C, S] f^T_m(b)
+    difference = torch.where(matched[:, None, :], sample_flat - gathered, sample_flat)
+    return difference.view(batch, channels, height, width)
+
+
+def soft_matched_subtraction(
+    sample_feats: torch.Tensor, template_feats: torch.Tensor, match_prob: torch.Tensor
+) -> torch.Tensor:
+    """Differentiable ablation of eq. 8: ``f^S_b - sum_a P(a, b) f^T_a`` (chapter 5).
+
+    Used when the network's ``soft_match`` flag is on (a deviation from the paper's hard eq. 8).
+    sample_feats ``[N, C, H, W]``, template_feats ``[N, C, Ht, Wt]``, match_prob ``[N, L, S]``
+    with ``L = Ht * Wt``, ``S = H * W`` -> ``[N, C, H, W]``.
+    """
+    if sample_feats.dim() != 4 or template_feats.dim() != 4 or match_prob.dim() != 3:
+        raise ValueError("expected [N, C, H, W] feature maps and match_prob [N, L, S]")
+    batch, channels, height, width = sample_feats.shape
+    template_flat = template_feats.flatten(2)  # [N, C, L]
+    expected = (batch, template_flat.shape[2], height * width)
+    if template_feats.shape[:2] != (batch, channels) or match_prob.shape != expected:
+        raise ValueError(
+            f"match_prob must be [N, L, S] = {list(expected)} for template "
+            f"{tuple(template_feats.shape)} and sample {tuple(sample_feats.shape)}, got "
+            f"{tuple(match_prob.shape)}"
+        )
+    expected_template = torch.bmm(template_flat, match_prob)  # [N, C, S]
+    return (sample_feats.flatten(2) - expected_template).view(batch, channels, height, width)
+
+
+# ----------------------------------------------------------------------------- supervision
+
+
+def flow_to_cell_targets(
+    flow: torch.Tensor, image_hw: tuple[int, int], feat_hw: tuple[int, int]
+) -> torch.Tensor:
+    """Ground-truth template cell for each sample cell of a feature map (chapter 5).
+
+    flow ``[N, 2, Hf, Wf]``: the (x, y) template pixel coordinate seen at each sample point of a
+    regular grid covering the image (the dataset ``flow`` format of ``bgnet_lite.data.io``: pixel
+    centres at integers, NaN where undefined).  The feature map has stride
+    ``image_h / feat_h`` (and ``image_w / feat_w``).  The flow is sampled bilinearly at each cell
+    centre; a cell whose interpolation touches an undefined (NaN) flow value gets -1.  Returns
+    ``[N, feat_h * feat_w]`` long: ``cell = floor((coord + 0.5) / stride)`` flattened row-major,
+    -1 where undefined or outside the template.
+    """
+    if flow.dim() != 4 or flow.shape[1] != 2:
+        raise ValueError(f"expected flow [N, 2, Hf, Wf], got {tuple(flow.shape)}")
+    image_h, image_w = image_hw
+    feat_h, feat_w = feat_hw
+    flow_h, flow_w = flow.shape[-2:]
+    if min(image_h, image_w, feat_h, feat_w) <= 0:
+        raise ValueError(f"sizes must be positive: image {image_hw}, features {feat_hw}")
+    if image_h * flow_w != image_w * flow_h:
+        raise ValueError(
+            f"flow grid {flow_h}x{flow_w} does not cover image {image_h}x{image_w} evenly "
+            "(the flow must be the image size divided by one integer)"
+        )
+    stride_y, stride_x = image_h / feat_h, image_w / feat_w
+    batch = flow.shape[0]
+    flow = flow.float()
+    defined = torch.isfinite(flow).all(dim=1, keepdim=True)  # [N, 1, Hf, Wf]
+    filled = torch.where(defined, flow, torch.zeros_like(flow))
+    # Cell centres in grid_sample's normalised coordinates (align_corners=False): for a grid
+    # covering the image, the centre of feature cell u lies at 2 (u + 0.5) / feat_w - 1,
+    # whatever the flow's own resolution.
+    grid_x = (torch.arange(feat_w, device=flow.device, dtype=flow.dtype) + 0.5) * 2 / feat_w - 1
+    grid_y = (torch.arange(feat_h, device=flow.device, dtype=flow.dtype) + 0.5) * 2 / feat_h - 1
+    grid = torch.stack(torch.meshgrid(grid_x, grid_y, indexing="xy"), dim=-1)  # [h, w, 2]
+    grid = grid[None].expand(batch, -1, -1, -1)
+    options = {"mode": "bilinear", "padding_mode": "border", "align_corners": False}
+    coords = F.grid_sample(filled, grid, **options)  # [N, 2, h, w] template pixel coordinates
+    # weight of defined neighbours: 1 when every neighbour with a non-zero weight is defined
+    defined_weight = F.grid_sample(defined.to(flow.dtype), grid, **options)  # [N, 1, h, w]
+    valid = defined_weight[:, 0] > 1.0 - 1e-4  # [N, h, w]
+    cell_x = torch.floor((coords[:, 0] + 0.5) / stride_x)
+    cell_y = torch.floor((coords[:, 1] + 0.5) / stride_y)
+    valid &= (cell_x >= 0) & (cell_x < feat_w) & (cell_y >= 0) & (cell_y < feat_h)
+    cells = cell_y.clamp(0, feat_h - 1).long() * feat_w + cell_x.clamp(0, feat_w - 1).long()
+    cells = torch.where(valid, cells, torch.full_like(cells, -1))
+    return cells.view(batch, feat_h * feat_w)
+
+
+def matching_accuracy(
+    sample_to_template: torch.Tensor, gt_cells: torch.Tensor, feat_w: int
+) -> dict[str, float | int]:
+    """How many matches land within one cell of the ground truth (chapter 5).
+
+    sample_to_template and gt_cells ``[N, S]`` (-1 = none), template and sample maps of width
+    feat_w.  Returns matches (all MNN matches), evaluated (matches whose ground truth is defined),
+    within_one_cell (of those, Chebyshev distance <= 1 cell) and share_within_one_cell
+    (within / evaluated; NaN when nothing could be evaluated).
+    """
+    if sample_to_template.shape != gt_cells.shape:
+        raise ValueError(
+            f"shapes differ: sample_to_template {tuple(sample_to_template.shape)} vs gt_cells "
+            f"{tuple(gt_cells.shape)}"
+        )
+    if feat_w <= 0:
+        raise ValueError(f"feat_w must be positive, got {feat_w}")
+    matched = sample_to_template >= 0
+    evaluated = matched & (gt_cells >= 0)
+    dx = (sample_to_template % feat_w - gt_cells % feat_w).abs()
+    dy = (
+        torch.div(sample_to_template, feat_w, rounding_mode="floor")
+        - torch.div(gt_cells, feat_w, rounding_mode="floor")
+    ).abs()
+    within = evaluated & (torch.maximum(dx, dy) <= 1)
+    n_evaluated = int(evaluated.sum())
+    n_within = int(within.sum())
+    return {
+        "matches": int(matched.sum()),
+        "evaluated": n_evaluated,
+        "within_one_cell": n_within,
+        "share_within_one_cell": n_within / n_evaluated if n_evaluated else float("nan"),
+    }
