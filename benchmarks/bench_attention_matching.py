@@ -1,19 +1,24 @@
 """Cost of linear vs softmax attention and of dense vs chunked matching (chapters 4-5).
 
-Prints two tables:
+Prints two tables (the matching one first, see below):
 
 1. forward time of ``linear_attention`` and ``softmax_attention`` (one image, C = 128 as 8 heads
    of 16) as the number of positions L grows by 4x, with the time ratio per 4x step (linear
    attention should stay near 4x; softmax grows near 16x).  Softmax is skipped where its
    ``[N, H, L, L]`` weights would need more than ``--softmax-max-gib``.
 2. time and peak memory of ``match_dense`` and ``match_chunked`` for L = S positions, C = 128.
-   Every case runs in a fresh subprocess; peak memory is the process's ``ru_maxrss`` (torch's CPU
-   allocator is invisible to tracemalloc), reported absolute and as the increase over the same
-   process just before the call.  Dense is skipped where its estimated need exceeds
+   Every case runs in a fresh subprocess, because torch's CPU allocator is invisible to
+   tracemalloc.  Peak memory is the process's resident high-water mark: on Linux ``VmHWM`` of
+   ``/proc/self/status``, reset (``/proc/self/clear_refs``) just before the call, so that the
+   increase is exactly what the call added; ``ru_maxrss`` is printed too, but note that a spawned
+   child inherits its parent's high-water mark as a floor (which is why this table runs first,
+   while the parent is small).  Dense is skipped where its estimated need exceeds
    ``--dense-max-gib`` or half of the memory available now.
 
-Times are the best of a few calls, with ``--threads`` torch threads (default 1: on a shared
-machine, threads that wait for each other at every parallel region distort the scaling).
+Attention times are the best of a few calls in CPU time of this process (``time.process_time``)
+with ``--threads`` torch threads, default 1: on a shared machine wall time mostly measures the
+neighbours, and threads that wait for each other at every parallel region distort the scaling.
+The matching table gives wall and CPU time of its single call.
 
 Run: ``python benchmarks/bench_attention_matching.py`` (a few minutes on one CPU core).
 """
@@ -46,19 +51,20 @@ HEADS = 8
 
 
 def best_time(function, repeats: int) -> float:
-    """Shortest wall time in seconds of ``repeats`` calls (after one warm-up call)."""
+    """Shortest CPU time in seconds of ``repeats`` calls (after one warm-up call)."""
     function()
     times = []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start = time.process_time()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return min(times)
 
 
 def attention_table(lengths: list[int], softmax_max_gib: float) -> None:
     head_dim = CHANNELS // HEADS
-    print(f"\n(1) attention forward, N=1, C={CHANNELS} = {HEADS} heads x {head_dim}, L = S")
+    print(f"\nattention forward, N=1, C={CHANNELS} = {HEADS} heads x {head_dim}, L = S")
+    print("    best CPU time of a few calls; x prev = time ratio to the previous row (L / 4)")
     print(f"{'L':>7} | {'linear ms':>10} | {'x prev':>6} | {'softmax ms':>10} | {'x prev':>6}")
     print("-" * 51)
     previous_linear = previous_softmax = None
@@ -85,8 +91,28 @@ def attention_table(lengths: list[int], softmax_max_gib: float) -> None:
         previous_linear, previous_softmax = linear_s, softmax_s
 
 
+def status_kib(field: str) -> int | None:
+    """A ``Vm...`` line of /proc/self/status in KiB (None where there is no procfs)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def reset_peak_rss() -> bool:
+    """Set VmHWM back to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
 def run_matching_case(method: str, length: int, chunk_size: int) -> dict:
-    """One matching call in this process; returns time and ru_maxrss before/after."""
+    """One matching call in this process; returns its time and peak memory."""
     gen = torch.Generator().manual_seed(0)
     template = torch.randn(1, length, CHANNELS, generator=gen)
     # the sample is the template shifted by 5 positions plus noise: most cells have a match
@@ -95,15 +121,24 @@ def run_matching_case(method: str, length: int, chunk_size: int) -> dict:
     match = match_dense if method == "dense" else match_chunked
     with torch.no_grad():
         match(template[:, :64], sample[:, :64], config)  # warm-up: load kernels before measuring
-        before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        start = time.perf_counter()
+        hwm_reset = reset_peak_rss()
+        rss_before_kib = status_kib("VmRSS")
+        maxrss_before_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start, start_cpu = time.perf_counter(), time.process_time()
         result = match(template, sample, config)
-        seconds = time.perf_counter() - start
-    after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - start_cpu
+    hwm_after_kib = status_kib("VmHWM")
+    maxrss_after_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if hwm_reset and rss_before_kib is not None and hwm_after_kib is not None:
+        peak_kib, increase_kib = hwm_after_kib, hwm_after_kib - rss_before_kib
+    else:  # no procfs: ru_maxrss, whose floor may be the parent's peak
+        peak_kib, increase_kib = maxrss_after_kib, maxrss_after_kib - maxrss_before_kib
     return {
         "seconds": seconds,
-        "before_kib": before_kib,
-        "after_kib": after_kib,
+        "cpu_seconds": cpu_seconds,
+        "peak_kib": peak_kib,
+        "increase_kib": increase_kib,
+        "ru_maxrss_kib": maxrss_after_kib,
         "matches": int((result.sample_to_template >= 0).sum()),
     }
 
@@ -119,11 +154,14 @@ def available_gib() -> float | None:
 
 
 def matching_table(lengths: list[int], chunk_size: int, dense_max_gib: float, threads: int) -> None:
-    print(f"\n(2) matching, N=1, C={CHANNELS}, S = L, chunk_size={chunk_size}, one call per fresh")
-    print("    process; peak = ru_maxrss, increase = peak minus the process just before the call")
-    header = f"{'L':>7} | {'method':>7} | {'time s':>7} | {'peak GiB':>8} | {'incr. MiB':>9}"
-    print(header + f" | {'matches':>7}")
-    print("-" * (len(header) + 10))
+    print(f"\nmatching, N=1, C={CHANNELS}, S = L, chunk_size={chunk_size}, one call per fresh")
+    print("    process; peak = resident high-water mark, increase = added by the call itself")
+    header = (
+        f"{'L':>7} | {'method':>7} | {'wall s':>7} | {'CPU s':>7} | {'peak GiB':>8} | "
+        f"{'incr. MiB':>9}"
+    )
+    print(header + f" | {'ru_maxrss GiB':>13} | {'matches':>7}")
+    print("-" * (len(header) + 26))
     for length in lengths:
         for method in ("dense", "chunked"):
             if method == "dense":
@@ -150,11 +188,13 @@ def matching_table(lengths: list[int], chunk_size: int, dense_max_gib: float, th
                 print(f"{length:7d} | {method:>7} | failed: {completed.stderr.strip()[-200:]}")
                 continue
             case = json.loads(completed.stdout.strip().splitlines()[-1])
-            peak = case["after_kib"] * 1024 / GIB
-            increase = (case["after_kib"] - case["before_kib"]) / 1024
+            peak = case["peak_kib"] * 1024 / GIB
+            increase = case["increase_kib"] / 1024
+            maxrss = case["ru_maxrss_kib"] * 1024 / GIB
             print(
-                f"{length:7d} | {method:>7} | {case['seconds']:7.2f} | {peak:8.2f} | "
-                f"{increase:9.0f} | {case['matches']:7d}"
+                f"{length:7d} | {method:>7} | {case['seconds']:7.2f} | "
+                f"{case['cpu_seconds']:7.2f} | {peak:8.2f} | {increase:9.0f} | "
+                f"{maxrss:13.2f} | {case['matches']:7d}"
             )
 
 
@@ -179,10 +219,13 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible"
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible, "
+        f"load average {os.getloadavg()[0]:.1f}"
     )
-    attention_table(args.attention_lengths, args.softmax_max_gib)
+    # matching first: its subprocesses would inherit the parent's memory peak of table 1
     matching_table(args.matching_lengths, args.chunk_size, args.dense_max_gib, args.threads)
+    attention_table(args.attention_lengths, args.softmax_max_gib)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Run profiles: how big every chapter and training run is (preface, chapter 7).
 
-``quick`` is for CI and nbval (seconds per chapter), ``cpu`` for a reader's laptop (minutes; what the
-committed chapters show), ``full`` for a GPU at paper scale.  The active profile comes from the
+``quick`` is for CI and nbval (seconds per chapter), ``cpu`` for a reader's laptop (minutes; what
+the committed chapters show), ``full`` for a GPU at paper scale.  The active profile comes from the
 ``BGNET_PROFILE`` environment variable (default ``cpu``).
 """
 

@@ -95,9 +95,11 @@ def test_attention_parameters_receive_gradients(variant):
     target = torch.zeros(2, 64, 64)
     target[:, 20:30, 20:30] = 1
     focal_loss(model(template, sample)["logits"], target).backward()
+    # S3 subtracts template from sample at the same cell, so a bias that the last LayerNorm
+    # adds to both cancels exactly and gets no gradient; weight matrices must all get one
     attention_parameters = [
         (name, parameter) for name, parameter in model.named_parameters()
-        if name.startswith("attention.")
+        if name.startswith("attention.") and (variant == "S5" or parameter.dim() > 1)
     ]
     assert attention_parameters
     for name, parameter in attention_parameters:
@@ -229,22 +231,27 @@ def synthetic_pairs(count=4, size=64, seed=0):
 
 
 def train_losses(steps):
+    """Adam (lr 1e-3) on two synthetic pairs; returns the model, last logits and the losses."""
     torch.manual_seed(0)
     model = BGNet(BGNetConfig.from_variant("S5", in_channels=1, weights="none")).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-    template, sample, mask = synthetic_pairs()
+    template, sample, mask = synthetic_pairs(count=2)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        loss = focal_loss(model(template, sample)["logits"], mask)
+        logits = model(template, sample)["logits"]
+        loss = focal_loss(logits, mask)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
-    return model, losses
+    return logits.detach(), mask, losses
 
 
 def test_s5_learns_synthetic_defects_deterministically():
-    model, losses = train_losses(40)
-    assert losses[-1] < 0.5 * losses[0], losses
-    _, repeated = train_losses(5)
-    assert repeated == losses[:5]  # same seed, same data -> identical losses
+    logits, mask, losses = train_losses(20)
+    assert losses[-1] < 0.25 * losses[0], losses
+    # not only "predict background everywhere": the defect square stands out
+    prob = torch.sigmoid(logits[:, 0])
+    assert prob[mask == 1].mean() > prob[mask == 0].mean() + 0.3
+    _, _, repeated = train_losses(3)
+    assert repeated == losses[:3]  # same seed, same data -> identical losses

@@ -146,7 +146,9 @@ def test_chunked_equals_dense_with_ties(chunk_size, theta):
     assert torch.equal(chunked.sample_to_template, dense.sample_to_template)
     assert torch.equal(chunked.matched_prob, dense.matched_prob)
     for n in range(2):
-        assert pairs_from(dense.sample_to_template[n]) == mnn_naive(dense.match_prob[n], theta)
+        expected = mnn_naive(dense.match_prob[n], theta)
+        assert pairs_from(dense.sample_to_template[n]) == expected
+        assert pairs_from(chunked.sample_to_template[n]) == expected
 
 
 @pytest.mark.parametrize("chunk_size", [5, 32, 64, 100])

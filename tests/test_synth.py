@@ -82,15 +82,19 @@ def test_masks_binary_nonempty_and_each_type_rendered():
 
 def test_mask_is_exactly_where_the_aligned_sample_changed():
     """variation=0 and no texture change: the sample equals the template except on the
-    defect, so the mask must cover a visible change and nothing else may change."""
+    defect, so nothing may change outside the mask and the mask must be a visible change."""
     config = SynthConfig(pairs=10, size=96, batches=3, variation=0.0, **CLEAN)
+    changed_on_mask = []
     for pair in pairs_of(config):
         changed = np.abs(pair.sample.astype(int) - pair.template.astype(int)).max(axis=2)
         on_mask = pair.mask > 0
         # anti-aliased fringes (coverage < 0.5) lie within 2 px of the mask
         near_mask = ndimage.binary_dilation(on_mask, iterations=2)
         assert changed[~near_mask].max() <= 1, pair.defect
-        assert np.mean(changed[on_mask] > 12) > 0.6, pair.defect
+        # a wire drawn over a defect hides some of its pixels (they stay in the mask)
+        assert np.mean(changed[on_mask] > 12) > 0.3, pair.defect
+        changed_on_mask.append(changed[on_mask] > 12)
+    assert np.mean(np.concatenate(changed_on_mask)) > 0.75
 
 
 def test_shift_is_recovered_by_phase_correlation():

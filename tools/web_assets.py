@@ -178,12 +178,16 @@ def build(outdir: Path) -> None:
     part = outdir.with_name(outdir.name + ".part")
     shutil.rmtree(part, ignore_errors=True)
     part.mkdir(parents=True)
-    for package in PACKAGES:
-        tarball = fetch_tarball(package, cache)
-        size = extract(package, tarball, part / package.dest)
-        print(f"web_assets: {package.name}@{package.version}: {size / 1e6:.1f} MB "
-              f"-> {outdir / package.dest}")
-    (part / STAMP).write_text(stamp_text())  # last: marks the folder complete
+    try:
+        for package in PACKAGES:
+            tarball = fetch_tarball(package, cache)
+            size = extract(package, tarball, part / package.dest)
+            print(f"web_assets: {package.name}@{package.version}: {size / 1e6:.1f} MB "
+                  f"-> {outdir / package.dest}")
+        (part / STAMP).write_text(stamp_text())  # last: marks the folder complete
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     old = outdir.with_name(outdir.name + ".old.part")
     shutil.rmtree(old, ignore_errors=True)
     if outdir.exists():

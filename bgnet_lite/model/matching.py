@@ -18,7 +18,12 @@ Dense and chunked matching give identical matches.  Both compute the score matri
 blocks of ``config.chunk_size`` template rows, with the same operations in the same order, so every
 probability is bit-for-bit the same; the chunked version merely recomputes a block instead of
 keeping it.  Column maxima are merged across blocks with a strict ``>``, so an earlier block (a
-smaller template index) keeps a tie, which is the first-index rule again.
+smaller template index) keeps a tie, which is the first-index rule again.  (This relies only on
+torch giving the same result for the same operation on the same shapes, device and thread
+count.)  The block size itself changes the rounding of the column statistics in the last bit, so
+two *different* chunk sizes can disagree on an exact near-tie; the same config never does.
+``dual_softmax(score_matrix(...))`` is the textbook eq. 14 and agrees with ``match_prob`` to
+float rounding.
 """
 
 from __future__ import annotations
