@@ -137,9 +137,8 @@ def test_s4_matched_subtraction_against_naive_loop(theta):
         assert torch.allclose(output["diff_feats"][level][0], expected, atol=1e-4, rtol=1e-4)
     # the other scales are plain subtractions
     for level in (0, 1, 3):
-        assert torch.allclose(
-            output["diff_feats"][level], sample_feats[level] - template_feats[level], atol=1e-5
-        )
+        direct = sample_feats[level] - template_feats[level]
+        assert torch.allclose(output["diff_feats"][level], direct, atol=1e-4, rtol=1e-4)
     if theta == 0.0:  # MNN always has at least one pair: the global maximum of P
         assert (output["matches"][8].sample_to_template >= 0).any()
 
@@ -248,7 +247,7 @@ def train_losses(steps):
 
 
 def test_s5_learns_synthetic_defects_deterministically():
-    logits, mask, losses = train_losses(20)
+    logits, mask, losses = train_losses(12)
     assert losses[-1] < 0.25 * losses[0], losses
     # not only "predict background everywhere": the defect square stands out
     prob = torch.sigmoid(logits[:, 0])

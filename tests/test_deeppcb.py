@@ -481,3 +481,20 @@ def test_real_deeppcb_poorly_aligned_groups():
     assert nonempty / boxes_total >= 0.95
     assert control_hits / controls_total <= 0.05
     assert naive_hits / controls_total >= 0.5
+
+
+def test_prepared_folder_is_a_valid_multiclass_dataset(fixture_root, tmp_path):
+    from bgnet_lite.data.folder import PairDataset, check_dataset
+
+    root, truth = fixture_root
+    out = tmp_path / "out"
+    prepare_deeppcb(out, source=root, config=DeepPCBConfig(size=SIZE, val_fraction=0.5,
+                                                           workers=1), progress=False)
+    summary, problems = check_dataset(out)
+    assert problems == []
+    assert summary["classes"] == list(CLASSES)
+    dataset = PairDataset(out)
+    assert dataset.num_classes == 7
+    item = dataset[0]
+    assert item["template"].shape == (3, SIZE, SIZE)
+    assert int(item["mask"].max()) in range(1, 7)

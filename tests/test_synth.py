@@ -91,8 +91,8 @@ def test_mask_is_exactly_where_the_aligned_sample_changed():
         # anti-aliased fringes (coverage < 0.5) lie within 2 px of the mask
         near_mask = ndimage.binary_dilation(on_mask, iterations=2)
         assert changed[~near_mask].max() <= 1, pair.defect
-        # a wire drawn over a defect hides some of its pixels (they stay in the mask)
-        assert np.mean(changed[on_mask] > 12) > 0.3, pair.defect
+        # a wire crossing a defect hides some of its pixels (they stay in the mask)
+        assert np.mean(changed[on_mask] > 12) > 0.4, pair.defect
         changed_on_mask.append(changed[on_mask] > 12)
     assert np.mean(np.concatenate(changed_on_mask)) > 0.75
 
@@ -168,11 +168,49 @@ def test_flow_warps_the_template_onto_the_sample_background():
         keep = ~np.isnan(pair.flow[0]) & ~ndimage.binary_dilation(pair.mask > 0, iterations=3)
         assert keep.mean() > 0.4
         fx, fy = np.nan_to_num(pair.flow[0]), np.nan_to_num(pair.flow[1])
-        assert agreement(pair, fx, fy, keep) > 0.85, pair.defect
+        assert agreement(pair, fx, fy, keep) > 0.8, pair.defect
         # negative controls: the check notices a half-pixel error and the identity flow
         assert agreement(pair, fx + 0.5, fy, keep) < 0.65
         ys, xs = np.mgrid[0:128, 0:128].astype(float)
         assert agreement(pair, xs, ys, keep) < 0.3
+
+
+def test_flow_follows_displaced_components():
+    """Only the components move: their pixels must have a defined flow that points back to
+    where the component is in the template (sampling there reproduces the sample)."""
+    config = SynthConfig(
+        pairs=3,
+        size=256,
+        batches=3,
+        max_shift=0.0,
+        max_rotation_deg=0.0,
+        max_scale_change=0.0,
+        wire_jitter=0.0,
+        **CLEAN,
+    )
+    ys, xs = np.mgrid[0:256, 0:256].astype(np.float32)
+    for index, (batch, _) in enumerate(defect_schedule(config)):
+        pair = generate_pair(config, batch, index)
+        flow_x, flow_y = pair.flow
+        # NaN only where a moved component uncovered base that the template hides
+        assert np.isnan(flow_x).mean() < 0.1
+        moved = ~np.isnan(flow_x) & (np.hypot(flow_x - xs, flow_y - ys) >= 1)
+        moved &= ~ndimage.binary_dilation(pair.mask > 0, iterations=3)
+        assert moved.mean() > 0.03  # the components (several % of the image) moved
+        coords = [np.nan_to_num(flow_y), np.nan_to_num(flow_x)]
+        warped = np.stack(
+            [
+                ndimage.map_coordinates(
+                    pair.template[..., c].astype(float), coords, order=1, mode="nearest"
+                )
+                for c in range(3)
+            ],
+            axis=-1,
+        )
+        error = np.abs(warped - pair.sample).max(axis=2)[moved]
+        identity = np.abs(pair.template.astype(float) - pair.sample).max(axis=2)[moved]
+        assert np.mean(error <= 1.01) > 0.75  # rims of components are the rest
+        assert np.mean(identity <= 1.01) < 0.3
 
 
 def test_variation_zero_gives_identity_flow():

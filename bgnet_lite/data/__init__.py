@@ -1,0 +1,1 @@
+"""Datasets: the OCD-like generator, DeepPCB preparation and user folders (chapter 1)."""
