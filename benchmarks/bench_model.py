@@ -3,7 +3,8 @@
 Usage: ``python benchmarks/bench_model.py [--sizes 128 256 512] [--repeats 5] [--threads N]``
 
 Prints, per variant, the median wall-clock time of ``repeats`` forward passes (batch 1,
-``torch.no_grad``, eval mode, after one warm-up pass) at each square image size, the ratio
+``torch.no_grad``, eval mode, after one warm-up pass; the variants take turns so that load
+from other processes affects all of them alike) at each square image size, the ratio
 S5 / S2 (the cost of attention + matching over the plain Siamese network; goal <= 1.3 at 256),
 and the parameter size in MiB (float32) next to the paper's 47.70 MB for BGNet (Table 3).
 Timings depend on the machine and on other load; they are not a test.
@@ -12,6 +13,7 @@ Timings depend on the machine and on other load; they are not a test.
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import statistics
 import time
@@ -21,21 +23,28 @@ import torch
 from bgnet_lite.model.bgnet import VARIANTS, BGNet, BGNetConfig, parameter_size_mb
 
 PAPER_BGNET_MB = 47.70  # Table 3 of the paper, unit "MB" undefined there
+# rows: the five variants, then S5 with match_chunked (no dense L x S matrix) and S5 with one
+# instead of two self/cross repetitions at 1/32 (the most expensive attention block)
+ROWS = {
+    **{variant: (variant, {}) for variant in VARIANTS},
+    "S5-chunked": ("S5", {"chunked_matching": True}),
+    "S5-d32=1": ("S5", {"depth_32": 1}),
+}
 
 
-def median_forward_seconds(model: BGNet, size: int, repeats: int) -> float:
-    """Median seconds of one no-grad forward pass on a random [1, 3, size, size] pair."""
+def random_pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A random [1, 3, size, size] template/sample pair."""
     generator = torch.Generator().manual_seed(0)
-    template = torch.rand(1, 3, size, size, generator=generator)
-    sample = torch.rand(1, 3, size, size, generator=generator)
-    timings = []
+    shape = (1, 3, size, size)
+    return torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
+
+
+def forward_seconds(model: BGNet, template: torch.Tensor, sample: torch.Tensor) -> float:
+    """Wall-clock seconds of one no-grad forward pass."""
     with torch.no_grad():
-        model(template, sample)  # warm-up: allocator and kernel selection
-        for _ in range(repeats):
-            start = time.perf_counter()
-            model(template, sample)
-            timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
+        start = time.perf_counter()
+        model(template, sample)
+        return time.perf_counter() - start
 
 
 def main() -> None:
@@ -49,30 +58,41 @@ def main() -> None:
 
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads; batch 1, no grad, eval, median of {args.repeats}"
+        f"{torch.get_num_threads()} threads; batch 1, no grad, eval, median of {args.repeats}; "
+        f"load average at start {os.getloadavg()[0]:.1f}"
     )
-    seconds: dict[str, dict[int, float]] = {}
-    sizes_mib: dict[str, float] = {}
-    for variant in VARIANTS:
+    models: dict[str, BGNet] = {}
+    for name in ROWS:
         torch.manual_seed(0)
-        model = BGNet(BGNetConfig.from_variant(variant, weights="none")).eval()
-        sizes_mib[variant] = parameter_size_mb(model)
-        seconds[variant] = {
-            size: median_forward_seconds(model, size, args.repeats) for size in args.sizes
-        }
+        variant, overrides = ROWS[name]
+        models[name] = BGNet(BGNetConfig.from_variant(variant, weights="none", **overrides)).eval()
+    sizes_mib = {name: parameter_size_mb(model) for name, model in models.items()}
+    seconds: dict[str, dict[int, float]] = {name: {} for name in ROWS}
+    for size in args.sizes:
+        template, sample = random_pair(size)
+        timings: dict[str, list[float]] = {name: [] for name in ROWS}
+        for name in ROWS:  # warm-up: allocator and kernel selection
+            forward_seconds(models[name], template, sample)
+        # round robin, so that load from other processes hits every variant alike
+        for _ in range(args.repeats):
+            for name in ROWS:
+                timings[name].append(forward_seconds(models[name], template, sample))
+        for name in ROWS:
+            seconds[name][size] = statistics.median(timings[name])
 
-    header = "variant | " + " | ".join(f"{size}² ms" for size in args.sizes)
+    header = "variant    | " + " | ".join(f"{size}² ms" for size in args.sizes)
     header += " | params (M) | size (MiB)"
     print(header)
     print("-" * len(header))
-    for variant in VARIANTS:
-        model_params = sizes_mib[variant] * 2**20 / 4 / 1e6
-        cells = " | ".join(f"{seconds[variant][size] * 1e3:8.1f}" for size in args.sizes)
-        print(f"{variant:7s} | {cells} | {model_params:10.2f} | {sizes_mib[variant]:9.2f}")
+    for name in ROWS:
+        model_params = sizes_mib[name] * 2**20 / 4 / 1e6
+        cells = " | ".join(f"{seconds[name][size] * 1e3:8.1f}" for size in args.sizes)
+        print(f"{name:10s} | {cells} | {model_params:10.2f} | {sizes_mib[name]:9.2f}")
     ratios = " | ".join(
         f"{size}²: {seconds['S5'][size] / seconds['S2'][size]:.2f}" for size in args.sizes
     )
     print(f"S5 / S2 time ratio: {ratios}   (goal <= 1.3 at 256²)")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
     print(
         f"S5 (BGNet) parameter size {sizes_mib['S5']:.2f} MiB vs paper {PAPER_BGNET_MB} MB "
         "(Table 3)"

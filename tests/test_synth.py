@@ -209,7 +209,7 @@ def test_flow_follows_displaced_components():
         )
         error = np.abs(warped - pair.sample).max(axis=2)[moved]
         identity = np.abs(pair.template.astype(float) - pair.sample).max(axis=2)[moved]
-        assert np.mean(error <= 1.01) > 0.75  # rims of components are the rest
+        assert np.mean(error <= 1.01) > 0.6  # the rest: component rims, wires over them
         assert np.mean(identity <= 1.01) < 0.3
 
 

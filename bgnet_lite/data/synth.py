@@ -342,9 +342,10 @@ def _rect_alpha(xs, ys, x0, y0, x1, y1):
     return _coverage_1d(ys, y0, y1)[:, None] * _coverage_1d(xs, x0, x1)[None, :]
 
 
-def _raster(points_list, canvas_hw, draw, margin):
+def _raster(points_list, canvas_hw, draw, margin, layers=1):
     """Anti-aliased coverage of shapes drawn by ``draw(ImageDraw, to_ss)`` on the bounding box
-    of ``points_list`` (canvas (x, y)).  Returns (y0, x0, alpha [h, w]) or None if off-canvas."""
+    of ``points_list`` (canvas (x, y)).  Returns (y0, x0, alpha [h, w]) or None if off-canvas;
+    with ``layers=2`` the drawing is RGB and alpha is [h, w, 2] (red and green channels)."""
     allpts = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in points_list])
     height, width = canvas_hw
     x0 = max(int(math.floor(allpts[:, 0].min() - margin)) - 1, 0)
@@ -354,7 +355,7 @@ def _raster(points_list, canvas_hw, draw, margin):
     if x1 <= x0 or y1 <= y0:
         return None
     ss = _SUPERSAMPLE
-    image = Image.new("L", ((x1 - x0) * ss, (y1 - y0) * ss), 0)
+    image = Image.new("L" if layers == 1 else "RGB", ((x1 - x0) * ss, (y1 - y0) * ss), 0)
 
     def to_ss(points):
         # canvas pixel k covers [k - 0.5, k + 0.5]; supersampled pixel centres are integers
@@ -364,14 +365,14 @@ def _raster(points_list, canvas_hw, draw, margin):
     draw(ImageDraw.Draw(image), to_ss)
     # box-average the supersampled pixels (PIL's C reduce, far faster than a numpy mean)
     alpha = np.asarray(image.reduce(ss), dtype=np.float32)
+    if layers > 1:
+        alpha = alpha[..., :layers]
     return y0, x0, alpha / 255.0
 
 
-def _stroke(points, width, canvas_hw, end_radius=0.0):
-    """Anti-aliased coverage of a polyline of the given width (canvas pixels), optionally
-    with discs of ``end_radius`` at both ends (the ball/wedge bonds of a wire)."""
-    points = np.asarray(points, dtype=np.float64)
-    # a ribbon polygon with mitred joints: one fill call instead of PIL's slow round joints
+def _ribbon(points, width):
+    """Polygon of a polyline of the given width with mitred joints (one fill call instead of
+    PIL's slow round joints)."""
     segments = np.diff(points, axis=0)
     segments /= np.maximum(np.hypot(segments[:, 0], segments[:, 1]), 1e-9)[:, None]
     seg_normals = np.stack([-segments[:, 1], segments[:, 0]], axis=1)  # [n - 1, 2]
@@ -382,17 +383,31 @@ def _stroke(points, width, canvas_hw, end_radius=0.0):
     cos_half = np.ones(len(points))
     cos_half[1:-1] = np.sum(normals[1:-1] * seg_normals[:-1], axis=1)
     miter = normals / np.clip(cos_half, 0.5, 1.0)[:, None] * (width / 2)
-    ribbon = np.concatenate([points + miter, (points - miter)[::-1]])
+    return np.concatenate([points + miter, (points - miter)[::-1]])
+
+
+def _stroke(points, width, canvas_hw, end_radius=0.0, core_width=0.0):
+    """Anti-aliased coverage of a polyline of the given width (canvas pixels), optionally
+    with discs of ``end_radius`` at both ends (the ball/wedge bonds of a wire).  With
+    ``core_width`` the patch is [h, w, 2]: the stroke and a narrower core along its middle."""
+    points = np.asarray(points, dtype=np.float64)
+    body = _ribbon(points, width)
+    core = _ribbon(points, core_width) if core_width else None
+    # the core lies inside the body, so drawing it second with (255, 255, 0) keeps the body
+    body_fill = 255 if core is None else (255, 0, 0)
 
     def draw(canvas, to_ss):
-        canvas.polygon(to_ss(ribbon), fill=255)
+        canvas.polygon(to_ss(body), fill=body_fill)
         if end_radius:
             ends = np.asarray(to_ss(points[[0, -1]])).reshape(2, 2)
             r = end_radius * _SUPERSAMPLE
             for x, y in ends:
-                canvas.ellipse((x - r, y - r, x + r, y + r), fill=255)
+                canvas.ellipse((x - r, y - r, x + r, y + r), fill=body_fill)
+        if core is not None:
+            canvas.polygon(to_ss(core), fill=(255, 255, 0))
 
-    return _raster([points], canvas_hw, draw, max(width, 2 * end_radius))
+    margin = max(width, 2 * end_radius)
+    return _raster([points], canvas_hw, draw, margin, layers=1 if core is None else 2)
 
 
 # thinnest line (pixels) for wires and scratches: a thinner diagonal line has pixels of
@@ -404,15 +419,17 @@ def _wire_width(config) -> float:
     return max(_MIN_STROKE, config.wire_width * config.size)
 
 
-def _wire_alpha(points, config, canvas_hw, width_factor=1.0):
-    """Coverage patch of one bonding wire (cubic Bezier ``points`` [4, 2]) with its bonds."""
+def _wire_alpha(points, config, canvas_hw, with_core=False):
+    """Coverage patch of one bonding wire (cubic Bezier ``points`` [4, 2]) with its bonds;
+    ``with_core`` adds the coverage of its specular core as a second layer."""
     count = max(12, int(np.abs(np.diff(points, axis=0)).sum() / 2))
-    width = _wire_width(config) * width_factor
+    width = _wire_width(config)
     return _stroke(
         _bezier(points, count),
         width,
         canvas_hw,
-        end_radius=0.9 * width if width_factor == 1.0 else 0.0,
+        end_radius=0.9 * width,
+        core_width=0.4 * width if with_core else 0.0,
     )
 
 
@@ -823,24 +840,21 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 
 def _wire_layer(wire_points_list, config, hw):
-    """Premultiplied colour and coverage of all wires: ([C, C, 3], [C, C], per-wire alphas)."""
+    """Premultiplied colour and coverage of all wires: ([C, C, 3], [C, C])."""
     colour = np.zeros((*hw, 3), np.float32)
     cover = np.zeros(hw, np.float32)
-    alphas = []
     for points in wire_points_list:
-        body = _wire_alpha(points, config, hw)
-        core = _wire_alpha(points, config, hw, width_factor=0.4)
-        alphas.append(body)
+        patch = _wire_alpha(points, config, hw, with_core=True)
+        if patch is None:
+            continue
+        y0, x0, alpha = patch
+        window = (slice(y0, y0 + alpha.shape[0]), slice(x0, x0 + alpha.shape[1]))
         # the body in gold, then a bright specular core along the wire's top
-        for patch, tint, opacity in ((body, GOLD * 0.92, 1.0), (core, _WIRE_HIGHLIGHT, 0.8)):
-            if patch is None:
-                continue
-            y0, x0, alpha = patch
-            window = (slice(y0, y0 + alpha.shape[0]), slice(x0, x0 + alpha.shape[1]))
-            a = alpha[..., None] * opacity
+        for layer, tint, opacity in ((0, GOLD * 0.92, 1.0), (1, _WIRE_HIGHLIGHT, 0.8)):
+            a = alpha[..., layer : layer + 1] * opacity
             colour[window] = tint * a + (1 - a) * colour[window]
             cover[window] = a[..., 0] + (1 - a[..., 0]) * cover[window]
-    return colour, cover, alphas
+    return colour, cover
 
 
 def _compose(scene: _BatchScene, grain, offsets, wire_layer, before_wires=None):
@@ -862,7 +876,7 @@ def _compose(scene: _BatchScene, grain, offsets, wire_layer, before_wires=None):
         label[ya:yb, xa:xb] = index + 1
     if before_wires is not None:
         rgb = before_wires(rgb, label, base_rgb)
-    wire_rgb, wire_cover, _ = wire_layer
+    wire_rgb, wire_cover = wire_layer
     rgb = wire_rgb + (1 - wire_cover[..., None]) * rgb
     # the camera saturates: clip before any resampling, as the uint8 template is clipped
     return np.clip(rgb, 0, 1), label
@@ -1070,15 +1084,24 @@ def _make_defect(kind, rng, scene, config, params, offsets, canvas_label_fn, wir
             light = np.array([0.86, 0.83, 0.76], np.float32) * rng.uniform(0.9, 1.05)
             dark = np.array([0.16, 0.15, 0.15], np.float32) * rng.uniform(0.8, 1.2)
 
+            # only the component's own window can change
+            window = (
+                slice(max(y0, 0), max(y0 + comp.height, 0)),
+                slice(max(x0, 0), max(x0 + comp.width, 0)),
+            )
+
             def hook(rgb, label, base_rgb):
-                on_comp = label == index + 1
-                bright = (rgb @ np.array([0.299, 0.587, 0.114], np.float32) > 0.45)[..., None]
-                rim = (np.clip(damaged - hole, 0, 1) * on_comp)[..., None]
-                gone = (hole * on_comp)[..., None]
+                part = rgb[window]
+                on_comp = label[window] == index + 1
+                luminance = part @ np.array([0.299, 0.587, 0.114], np.float32)
+                bright = (luminance > 0.45)[..., None]
+                rim = (np.clip(damaged[window] - hole[window], 0, 1) * on_comp)[..., None]
+                gone = (hole[window] * on_comp)[..., None]
                 rim_colour = np.where(bright, dark, light)
-                inside = np.where(bright, base_rgb * 0.4, light * 0.85)
-                rgb = rgb * (1 - rim) + rim_colour * rim
-                return rgb * (1 - gone) + inside * gone
+                inside = np.where(bright, base_rgb[window] * 0.4, light * 0.85)
+                part = part * (1 - rim) + rim_colour * rim
+                rgb[window] = part * (1 - gone) + inside * gone
+                return rgb
 
             def alpha_fn(label):
                 return damaged * (label == index + 1)
