@@ -8,6 +8,7 @@ Checkpoints are written atomically and loaded with ``torch.load(..., weights_onl
 from __future__ import annotations
 
 import json
+import os
 import random
 import time
 from dataclasses import asdict, dataclass, fields
@@ -98,8 +99,19 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     return torch.load(path, map_location=device, weights_only=True)
 
 
+def _json_safe(value):
+    """NaN (e.g. precision with no predicted defect) becomes null: strict JSON has no NaN."""
+    if isinstance(value, float) and value != value:
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
 def save_json(path: Path, payload: dict) -> None:
-    text = json.dumps(payload, indent=2, default=float)
+    text = json.dumps(_json_safe(payload), indent=2, default=float)
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(text))
 
 
@@ -222,10 +234,10 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         scaler.step(optimizer)
         scaler.update()
         step += 1
-        history["train"].append({"step": step, "loss": float(loss), "focal": float(seg_loss),
-                                 "match": float(match_term)})
+        history["train"].append({"step": step, "loss": loss.item(), "focal": seg_loss.item(),
+                                 "match": match_term.item()})
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.4f}")
+        bar.set_postfix(loss=f"{loss.item():.4f}")
         if step % config.eval_every == 0 or step == config.steps:
             metrics = evaluate(model, val_loader, device, num_classes)
             metrics["step"] = step
@@ -317,3 +329,23 @@ def predict_folder(run: str | Path, pairs: str | Path, out: str | Path, *,
         overlay = (overlay_mask(item["sample"], prediction) * 255).round().astype(np.uint8)
         save_png(out / "overlay" / f"{name}.png", overlay)
     return len(dataset)
+
+
+def ensure_run(data: str | Path, variant: str = "S5", *, profile: str | None = None,
+               name: str | None = None, progress: bool = True, **overrides) -> Path:
+    """A trained run for the chapters (7, 8): reused from ``runs/<profile>/<name>`` when it
+    finished with the same configuration, trained otherwise.  Returns the run folder."""
+    from .data.cache import REPO_ROOT
+
+    probe = TrainConfig(data=str(data), out="", variant=variant, profile=profile, **overrides)
+    name = name or variant + "".join(f"-{k}{v}" for k, v in sorted(overrides.items()))
+    out = Path(os.environ.get("BGNET_RUNS", REPO_ROOT / "runs")) / probe.profile / name
+    probe.out = str(out)
+    info_path = out / "run.json"
+    if info_path.is_file() and (out / "best.pt").is_file():
+        info = json.loads(info_path.read_text())
+        done = info.get("steps") == probe.steps
+        if done and info["train_config"] == asdict(probe):
+            return out
+    train(probe, progress=progress)
+    return out

@@ -1,9 +1,12 @@
 """The BGNet model: variant flags, shapes, subtraction paths, gradients and a learning check."""
 
+import dataclasses
+import json
+
 import pytest
 import torch
 
-from bgnet_lite.loss import focal_loss
+from bgnet_lite.loss import focal_loss, matching_loss
 from bgnet_lite.model.bgnet import VARIANTS, BGNet, BGNetConfig, parameter_size_mb
 
 FLAGS = {  # Table 1 of the paper: (siamese, attention, matching)
@@ -39,6 +42,9 @@ def test_variant_flags_follow_table_1(variant):
 def test_config_overrides_and_refusals():
     assert BGNetConfig.from_variant("S5", matching=False).attention is True
     assert BGNetConfig.from_variant("S5", matching=False).matching is False
+    config = BGNetConfig.from_variant("S3", depth_32=1)
+    as_json = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists
+    assert BGNetConfig(**as_json) == config
     with pytest.raises(ValueError, match="variant"):
         BGNetConfig.from_variant("S6")
     with pytest.raises(ValueError, match="attention_scales"):
@@ -156,6 +162,16 @@ def test_match_prob_only_when_asked():
     for prob in asked["match_prob"].values():
         assert ((prob >= 0) & (prob <= 1)).all()
     assert torch.equal(plain["logits"], asked["logits"])
+
+
+def test_matching_loss_trains_the_attention_through_match_prob():
+    model = make_model("S5").train()
+    template, sample = random_pair()
+    output = model(template, sample, need_match_prob=True)
+    identity = torch.arange(64).expand(2, 64)  # ground truth: sample cell b <-> template cell b
+    matching_loss(output["match_prob"][8], identity).backward()
+    assert model.attention["8"].cross_layers[0].q_proj.weight.grad.abs().sum() > 0
+    assert model.attention["32"].self_layers[0].q_proj.weight.grad is None  # other scale
 
 
 def test_chunked_matching_gives_the_same_prediction():

@@ -6,7 +6,7 @@ Two layouts are accepted (see ``bgnet_lite/data/io.py`` for the file conventions
 * a folder with ``pairs.csv`` (columns at least ``template,sample,mask``; ``split`` optional; one
   template may serve many samples; extra columns such as ``batch``, ``defect``, ``flow`` kept);
 * a folder with ``template/``, ``sample/`` and ``mask/`` holding files with matching names
-  (``mask/`` may be absent for prediction).  A ``template/`` with a single image serves every sample.
+  (``mask/`` may be absent for prediction).  A single image in ``template/`` serves all.
 
 Masks are binary (0/255, or 0/1) unless the folder has ``classes.json`` (a JSON list of class names,
 background first), in which case mask pixels hold class ids ``0 .. K-1``.

@@ -169,7 +169,7 @@ class BGNet(nn.Module):
 
     @property
     def matched_strides(self) -> tuple[int, ...]:
-        """Strides whose subtraction follows the matching (empty without matching)."""
+        """Strides whose subtraction follows the matching, empty without it (chapter 6)."""
         return self.config.attention_scales if self.config.matching else ()
 
     def check_inputs(self, template: torch.Tensor, sample: torch.Tensor) -> None:
@@ -221,14 +221,20 @@ class BGNet(nn.Module):
     ) -> MatchResult:
         """Step 3 at one scale: eq. 13-15 on maps [N, C, H, W] (chapter 5).
 
-        ``dense=True`` keeps match_prob [N, L, S]; otherwise ``chunked_matching`` may avoid it.
+        ``dense=True`` returns a differentiable match_prob [N, L, S]. Otherwise only the
+        discrete matches are wanted: no autograd graph is built (the hard matching has no
+        gradient anyway, and the graph would keep L x S tensors alive), and
+        ``chunked_matching`` avoids the L x S matrix altogether.
         """
         match_config = self.config.match_config(theta)
         template_cells = flatten_cells(template_map)  # [N, L, C]
         sample_cells = flatten_cells(sample_map)  # [N, S, C]
-        if self.config.chunked_matching and not dense:
-            return match_chunked(template_cells, sample_cells, match_config)
-        return match_dense(template_cells, sample_cells, match_config)
+        if dense:
+            return match_dense(template_cells, sample_cells, match_config)
+        with torch.no_grad():
+            if self.config.chunked_matching:
+                return match_chunked(template_cells, sample_cells, match_config)
+            return match_dense(template_cells, sample_cells, match_config)
 
     def forward(
         self, template: torch.Tensor, sample: torch.Tensor, *, need_match_prob: bool = False

@@ -1,0 +1,56 @@
+"""Datasets the chapters need, generated once per profile and reused (chapters 1-8).
+
+Everything lands under ``data/`` in the repository (git-ignored): generated data is never
+committed.  DeepPCB is prepared from a local copy when one is found (``BGNET_DEEPPCB`` or
+``../shared/datasets/deeppcb`` beside the repository); the book says how to download it otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..profiles import get_profile
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DATA_ROOT = Path(os.environ.get("BGNET_DATA", REPO_ROOT / "data"))
+
+
+def ensure_synth(profile: str | None = None, *, variation: float = 1.0, seed: int = 0,
+                 progress: bool = False) -> Path:
+    """The OCD-like dataset of a profile (``pairs`` and ``image_size`` from the profile),
+    generated on first use into ``data/ocd-<pairs>-<size>-v<variation>-s<seed>``."""
+    from .synth import SynthConfig, write_synth_dataset
+
+    active = get_profile(profile)
+    config = SynthConfig(pairs=active.pairs, size=active.image_size, seed=seed,
+                         variation=variation)
+    out = DATA_ROOT / f"ocd-{config.pairs}-{config.size}-v{variation:g}-s{seed}"
+    if not (out / "pairs.csv").is_file():
+        write_synth_dataset(out, config, overwrite=True, progress=progress)
+    return out
+
+
+def find_deeppcb_source() -> Path | None:
+    """A local DeepPCB copy: ``$BGNET_DEEPPCB`` or ``../shared/datasets/deeppcb``; else None."""
+    candidates = [os.environ.get("BGNET_DEEPPCB"), REPO_ROOT.parent / "shared/datasets/deeppcb"]
+    for candidate in candidates:
+        if candidate and (Path(candidate) / "PCBData").is_dir():
+            return Path(candidate)
+    return None
+
+
+def ensure_deeppcb(size: int = 128, limit: int | None = 20, misalign: float = 0.0,
+                   progress: bool = False) -> Path | None:
+    """DeepPCB prepared at ``size`` (first ``limit`` pairs per split), or None without a copy."""
+    from .deeppcb import DeepPCBConfig, prepare_deeppcb
+
+    source = find_deeppcb_source()
+    if source is None:
+        return None
+    out = DATA_ROOT / f"deeppcb-{size}-l{limit or 'all'}-m{misalign:g}"
+    if not (out / "pairs.csv").is_file():
+        prepare_deeppcb(out, source=source, config=DeepPCBConfig(size=size, limit=limit,
+                                                                 misalign=misalign),
+                        overwrite=True, progress=progress)
+    return out
