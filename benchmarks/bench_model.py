@@ -7,7 +7,8 @@ Prints, per variant, the median wall-clock time of ``repeats`` forward passes (b
 from other processes affects all of them alike) at each square image size, the ratio
 S5 / S2 (the cost of attention + matching over the plain Siamese network; goal <= 1.3 at 256),
 and the parameter size in MiB (float32) next to the paper's 47.70 MB for BGNet (Table 3).
-Timings depend on the machine and on other load; they are not a test.
+Timings depend on the machine and on other load; they are not a test. On a shared machine,
+``--threads 1 --cpu-time`` gives steadier numbers.
 """
 
 from __future__ import annotations
@@ -39,12 +40,14 @@ def random_pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.rand(shape, generator=generator), torch.rand(shape, generator=generator)
 
 
-def forward_seconds(model: BGNet, template: torch.Tensor, sample: torch.Tensor) -> float:
-    """Wall-clock seconds of one no-grad forward pass."""
+def forward_seconds(
+    model: BGNet, template: torch.Tensor, sample: torch.Tensor, clock=time.perf_counter
+) -> float:
+    """Seconds of one no-grad forward pass, measured with ``clock``."""
     with torch.no_grad():
-        start = time.perf_counter()
+        start = clock()
         model(template, sample)
-        return time.perf_counter() - start
+        return clock() - start
 
 
 def main() -> None:
@@ -52,13 +55,20 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
+    parser.add_argument(
+        "--cpu-time", action="store_true",
+        help="measure process CPU time instead of wall-clock time; with --threads 1 this is "
+        "far less sensitive to other load on a shared machine",
+    )
     args = parser.parse_args()
+    clock = time.process_time if args.cpu_time else time.perf_counter
     if args.threads:
         torch.set_num_threads(args.threads)
 
     print(
         f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"{torch.get_num_threads()} threads; batch 1, no grad, eval, median of {args.repeats}; "
+        f"{torch.get_num_threads()} threads; {'CPU' if args.cpu_time else 'wall-clock'} time, "
+        f"batch 1, no grad, eval, median of {args.repeats}; "
         f"load average at start {os.getloadavg()[0]:.1f}"
     )
     models: dict[str, BGNet] = {}
@@ -76,7 +86,7 @@ def main() -> None:
         # round robin, so that load from other processes hits every variant alike
         for _ in range(args.repeats):
             for name in ROWS:
-                timings[name].append(forward_seconds(models[name], template, sample))
+                timings[name].append(forward_seconds(models[name], template, sample, clock))
         for name in ROWS:
             seconds[name][size] = statistics.median(timings[name])
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -322,11 +323,17 @@ def predict_folder(run: str | Path, pairs: str | Path, out: str | Path, *,
         item = dataset[index]
         logits = model(item["template"][None].to(torch_device),
                        item["sample"][None].to(torch_device))["logits"]
+        with Image.open(item["meta"]["sample_file"]) as original:
+            width, height = original.size
+        # the model sees the training size; the mask is written at the sample's own size
+        logits = torch.nn.functional.interpolate(logits, (height, width), mode="bilinear",
+                                                 align_corners=False)
         prediction = logits_to_prediction(logits)[0].cpu().numpy().astype(np.uint8)
         mask_png = prediction * 255 if info["num_classes"] == 2 else prediction
         name = item["meta"]["name"]
         save_png(out / "mask" / f"{name}.png", mask_png)
-        overlay = (overlay_mask(item["sample"], prediction) * 255).round().astype(np.uint8)
+        sample = np.asarray(Image.open(item["meta"]["sample_file"]).convert("RGB"))
+        overlay = (overlay_mask(sample, prediction) * 255).round().astype(np.uint8)
         save_png(out / "overlay" / f"{name}.png", overlay)
     return len(dataset)
 

@@ -29,9 +29,10 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=4,
                      val_pairs=8, lr=1e-3),
-    # sized for ~15 minutes per run on a 2-core laptop; see the closing notes for what it reaches
-    "cpu": Profile("cpu", image_size=128, pairs=918, steps=400, batch_size=4, eval_every=100,
-                   val_pairs=32, lr=1e-3),
+    # sized for ~10-15 minutes per run on a slow 2-core machine: far from converged (see
+    # results/ablation-cpu.json); `full` is the profile that reproduces the paper's setting
+    "cpu": Profile("cpu", image_size=128, pairs=918, steps=200, batch_size=4, eval_every=50,
+                   val_pairs=16, lr=1e-3),
     "full": Profile("full", image_size=256, pairs=918, steps=20000, batch_size=8,
                     eval_every=1000, val_pairs=0, lr=1e-4),
 }
