@@ -21,20 +21,21 @@ class Profile:
     eval_every: int  # validation period in steps
     val_pairs: int  # cap on validation pairs per evaluation (0 = all)
     lr: float
+    lab_steps: int  # training steps of each stack-depth model of the interactive lab
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
 PROFILES = {
-    "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=4,
-                     val_pairs=8, lr=1e-3),
+    "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=8,
+                     val_pairs=8, lr=1e-3, lab_steps=2),
     # sized for ~10-15 minutes per run on a slow 2-core machine: far from converged (see
     # results/ablation-cpu.json); `full` is the profile that reproduces the paper's setting
     "cpu": Profile("cpu", image_size=128, pairs=918, steps=200, batch_size=4, eval_every=50,
-                   val_pairs=16, lr=1e-3),
+                   val_pairs=16, lr=1e-3, lab_steps=40),
     "full": Profile("full", image_size=256, pairs=918, steps=20000, batch_size=8,
-                    eval_every=1000, val_pairs=0, lr=1e-4),
+                    eval_every=1000, val_pairs=0, lr=1e-4, lab_steps=2000),
 }
 
 

@@ -43,6 +43,11 @@ def abs_difference(template, sample) -> np.ndarray:
     return np.abs(to_display(sample) - to_display(template)).mean(-1)
 
 
+def _short(title: str, limit: int = 28) -> str:
+    """Panel titles stay on one line (DeepPCB pairs can list six class names)."""
+    return title if len(title) <= limit else title[: limit - 1] + "…"
+
+
 def show_pairs(dataset, indices=(0, 1, 2), *, titles: bool = True, cell: float = 2.4):
     """The book's first figure (chapter 1): template / sample / mask overlay / |sample − template|
     for a few pairs of any :class:`~bgnet_lite.data.folder.PairDataset`.  Returns the figure."""
@@ -55,7 +60,7 @@ def show_pairs(dataset, indices=(0, 1, 2), *, titles: bool = True, cell: float =
         panels = [
             (to_display(item["template"]), f"template (batch {meta.get('batch', '-')})"),
             (to_display(item["sample"]), f"sample {meta.get('name', index)}"),
-            (overlay_mask(item["sample"], item["mask"]), f"mask: {meta.get('defect', '')}"),
+            (overlay_mask(item["sample"], item["mask"]), _short(f"mask: {meta.get('defect', '')}")),
             (abs_difference(item["template"], item["sample"]), "|sample − template|"),
         ]
         for axis, (picture, title) in zip(axes[row], panels, strict=True):

@@ -29,6 +29,7 @@ def empty_hub(tmp_path, monkeypatch):
         raise OSError("<urlopen error [Errno -2] Name or service not known>")
 
     monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", offline_download)
+    monkeypatch.setattr(backbone_module, "_FAILED_DOWNLOAD", [])
     return tmp_path
 
 
@@ -42,6 +43,7 @@ def cached_hub(tmp_path, monkeypatch):
         raise AssertionError("must not download when the file is cached")
 
     monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", no_download)
+    monkeypatch.setattr(backbone_module, "_FAILED_DOWNLOAD", [])
     torch.manual_seed(123)
     state = torchvision.models.resnet18(weights=None).state_dict()
     (tmp_path / "checkpoints").mkdir()
@@ -202,3 +204,20 @@ def test_head_before_upsampling_equals_head_after():
         )
         reference = F.conv2d(upsampled, decoder.head.weight, decoder.head.bias)
     assert torch.allclose(logits, reference, atol=1e-5)
+
+
+def test_auto_tries_the_download_once_per_process(empty_hub, monkeypatch):
+    attempts = []
+
+    def counting_download():
+        attempts.append(1)
+        raise OSError("offline")
+
+    monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", counting_download)
+    for _ in range(3):
+        with pytest.warns(UserWarning, match="RANDOM initialisation"):
+            assert backbone_module.load_imagenet_state_dict("auto") is None
+    assert len(attempts) == 1
+    with pytest.raises(RuntimeError):  # an explicit request always tries again
+        backbone_module.load_imagenet_state_dict("imagenet")
+    assert len(attempts) == 2

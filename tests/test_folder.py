@@ -318,3 +318,16 @@ def test_augment_flips_keep_correspondence(tmp_path):
                 checked += 1
                 assert sample_t[y, x] == template_t[ty, tx]
     assert checked >= 56
+
+
+def test_split_column_selects_the_in_batch_split(tmp_path):
+    root = make_folder(tmp_path / "ds")
+    with open(root / "pairs.csv", "w", newline="") as handle:
+        handle.write("template,sample,mask,split,split_inbatch\n")
+        handle.write("template/a.png,sample/a.png,mask/a.png,test,train\n")
+        handle.write("template/b.png,sample/b.png,mask/b.png,train,test\n")
+    assert [i["meta"]["name"] for i in PairDataset(root, "test")] == ["a"]
+    inbatch = PairDataset(root, "test", split_column="split_inbatch")
+    assert [i["meta"]["name"] for i in inbatch] == ["b"]
+    with pytest.raises(DataError, match="no column"):
+        PairDataset(root, "test", split_column="nope")

@@ -330,6 +330,15 @@ def _to_tensor(image: np.ndarray, channels: int) -> torch.Tensor:
     return tensor
 
 
+def _split_of(record: PairRecord, column: str) -> str:
+    """The record's split in ``column`` (e.g. the OCD-like set's ``split_inbatch``)."""
+    if column == "split":
+        return record.split
+    if column not in record.meta:
+        raise DataError(f"no column {column!r} in the dataset's pairs.csv")
+    return record.meta[column]
+
+
 class PairDataset(Dataset):
     """The one torch Dataset for synthetic, DeepPCB and user folders (chapter 1).
 
@@ -337,15 +346,18 @@ class PairDataset(Dataset):
     ``[H, W]``: 0/1 for binary data, class ids otherwise; all zeros when the folder has no masks),
     ``flow`` (float ``[2, h, w]`` template pixel coordinates at the returned size, NaN where
     undefined or unknown; ``h = H / flow_stride``), and ``meta`` (batch, defect, file names...).
+    ``split_column`` picks another split column, e.g. ``split_inbatch`` of the OCD-like set.
     """
 
     def __init__(self, root: str | Path, split: str | None = None, *, size: int | None = None,
                  channels: int = 3, augment: Augment | None = None, require_mask: bool = True,
-                 flow_stride: int = 4, limit: int | None = None, seed: int = 0):
+                 flow_stride: int = 4, limit: int | None = None, seed: int = 0,
+                 split_column: str = "split"):
         self.table, _ = list_pairs(root, require_mask=require_mask)
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        self.records = [r for r in self.table.records if split is None or r.split == split]
+        self.records = [r for r in self.table.records
+                        if split is None or _split_of(r, split_column) == split]
         if limit:
             self.records = self.records[:limit]
         self.split, self.size, self.channels = split, size, channels

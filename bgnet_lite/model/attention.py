@@ -146,8 +146,10 @@ class SelfCrossStack(nn.Module):
 
     Each repetition first updates both images with self-attention, then both with
     cross-attention, and the two cross updates read the *post-self* features of the other image
-    at the same time (eq. 5-6).  LoFTR instead updates the template first and lets the sample
-    attend to the already-updated template; we follow the paper.  Template and sample share
+    at the same time (eq. 5-6).  Read literally, eq. 5-6 feed the *pre*-self features of the
+    other image into the cross step; like LoFTR we use the post-self ones (chapter 4 measures
+    the difference).  LoFTR also updates the template first and lets the sample attend to the
+    already-updated template; we keep the paper's simultaneous update.  Template and sample share
     every weight (Siamese, like LoFTR).  ``depth = 0`` returns the inputs unchanged.
     """
 

@@ -46,6 +46,9 @@ def download_imagenet_state_dict() -> dict[str, torch.Tensor]:
     )
 
 
+_FAILED_DOWNLOAD: list[str] = []  # reason of this process's failed download, if any
+
+
 def load_imagenet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
     """Return the ImageNet ResNet-18 state dict, or None for random initialisation (chapter 2).
 
@@ -61,8 +64,13 @@ def load_imagenet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
     try:
         if cached.is_file():
             return torch.load(cached, map_location="cpu", weights_only=True)
+        if weights == "auto" and _FAILED_DOWNLOAD:
+            # an offline download attempt can take ~10 s: try once per process in "auto"
+            raise OSError(_FAILED_DOWNLOAD[0])
         return download_imagenet_state_dict()
     except Exception as error:  # offline, proxy, corrupt cache file: all mean "no weights"
+        if not _FAILED_DOWNLOAD:
+            _FAILED_DOWNLOAD.append(f"earlier in this process: {type(error).__name__}: {error}")
         message = (
             f"could not load ImageNet ResNet-18 weights ({type(error).__name__}: {error}); "
             f"to use them offline, put {IMAGENET_WEIGHTS.url} at {cached}"

@@ -8,8 +8,10 @@ Eq. 9 gives every position ``(x, y)`` its own ``C``-dimensional code, four chann
     w_k = 1 / 10000^(2k / C),  k = 0 .. C/4 - 1
 
 ``x`` is the column index and ``y`` the row index, both counted from 0.  Eq. 10 adds the code to
-the features.  The exponent is ``2k / C`` exactly as printed; LoFTR's first release used
-``2k / (C/2)`` (a known bug), which squeezes the frequencies twice as fast.
+the features.  The exponent is ``2k / C`` exactly as printed.  LoFTR's (fixed) code uses
+``2k / (C/2)``, which squeezes the frequencies twice as fast; its first release had an operator
+precedence bug (``-log(10000) / C // 2`` evaluates to -1) that made ``w_k = e^(-2k)``.
+Chapter 3 computes all three.
 """
 
 from __future__ import annotations
