@@ -33,7 +33,7 @@ PROFILES = {
     # sized for ~10-15 minutes per run on a slow 2-core machine: far from converged (see
     # results/ablation-cpu.json); `full` is the profile that reproduces the paper's setting
     "cpu": Profile("cpu", image_size=128, pairs=918, steps=200, batch_size=4, eval_every=50,
-                   val_pairs=16, lr=1e-3, lab_steps=40),
+                   val_pairs=16, lr=1e-3, lab_steps=20),
     "full": Profile("full", image_size=256, pairs=918, steps=20000, batch_size=8,
                     eval_every=1000, val_pairs=0, lr=1e-4, lab_steps=2000),
 }
