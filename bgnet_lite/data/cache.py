@@ -11,8 +11,8 @@ import os
 from pathlib import Path
 
 from ..profiles import get_profile
+from ..provenance import REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 DATA_ROOT = Path(os.environ.get("BGNET_DATA", REPO_ROOT / "data"))
 
 
