@@ -47,6 +47,7 @@ class TrainConfig:
     val_pairs: int | None = None
     match_loss: float = 0.0  # weight of the matching loss; 0 = the paper (off)
     soft_match: bool = False
+    focal_alpha: float | None = None  # alpha-balanced focal loss; None = the paper (no alpha)
     theta: float | None = None
     depth: int | None = None  # stack depth at 1/8; 1/32 gets twice as many (paper: more deep)
     weights: str = "auto"
@@ -125,12 +126,13 @@ def _matched_strides(outputs: dict) -> list[int]:
     return sorted(outputs.get("matches", {}) or {})
 
 
-def compute_loss(model: BGNet, batch: dict, match_weight: float, num_classes: int):
+def compute_loss(model: BGNet, batch: dict, match_weight: float, num_classes: int,
+                 focal_alpha: float | None = None):
     """Focal loss (eq. 16) plus the optional matching loss at every matched scale."""
     need_prob = match_weight > 0
     outputs = model(batch["template"], batch["sample"], need_match_prob=need_prob)
     target = batch["mask"] if num_classes > 2 else batch["mask"].float()
-    seg_loss = focal_loss(outputs["logits"], target)
+    seg_loss = focal_loss(outputs["logits"], target, alpha=focal_alpha)
     match_term = seg_loss.new_zeros(())
     if need_prob:
         image_hw = batch["sample"].shape[-2:]
@@ -229,7 +231,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         batch = _to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss, seg_loss, match_term, _ = compute_loss(model, batch, config.match_loss,
-                                                         num_classes)
+                                                         num_classes, config.focal_alpha)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)

@@ -1,7 +1,9 @@
-"""Where a chapter's stored outputs came from (preface): profile, commit, device, date, versions.
+"""Where a chapter's stored outputs came from (preface): profile, commit, device, date, versions
+and the chapter's wall time.
 
-Every chapter's first code cell prints this, so a reader can tell which run produced the numbers
-and figures saved in the notebook.
+Every chapter's first code cell shows this (:func:`show_provenance`) and its last code cell
+fills in the wall time (:func:`finish_provenance`), so a reader can tell which run produced the
+numbers and figures saved in the notebook and how long it took.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import datetime
 import platform
 import subprocess
+import time
 from pathlib import Path
 
 from bgnet_lite.profiles import get_profile
@@ -58,10 +61,69 @@ def provenance(profile: str | None = None) -> dict:
     }
 
 
+def format_provenance(info: dict) -> str:
+    """Aligned ``key : value`` lines (preface)."""
+    width = max(len(key) for key in info)
+    return "\n".join(f"{key:<{width}} : {value}" for key, value in info.items())
+
+
 def print_provenance(profile: str | None = None) -> dict:
     """Print :func:`provenance` as aligned ``key: value`` lines and return it (preface)."""
     info = provenance(profile)
-    width = max(len(key) for key in info)
-    for key, value in info.items():
-        print(f"{key:<{width}} : {value}")
+    print(format_provenance(info))
     return info
+
+
+class _ChapterClock:
+    """The running chapter's start time, provenance and the display showing it."""
+
+    started: float | None = None
+    info: dict | None = None
+    handle = None
+
+
+def _display_text(text: str, *, update: bool = False):
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is None or get_ipython() is None:
+        print(text)
+        return None
+    bundle = {"text/plain": text}
+    if update and _ChapterClock.handle is not None:
+        _ChapterClock.handle.update(bundle, raw=True)
+        return _ChapterClock.handle
+    return display(bundle, raw=True, display_id=True)
+
+
+def show_provenance(profile: str | None = None) -> dict:
+    """A chapter's first output: its provenance, and a wall time the last cell fills in (preface).
+
+    In Jupyter this is an updatable display: :func:`finish_provenance` replaces the placeholder
+    line with the measured wall time, and nbclient/JupyterLab store the updated text in the
+    notebook, so the first output of a saved chapter shows how long the whole chapter ran.
+    """
+    info = provenance(profile)
+    _ChapterClock.started = time.perf_counter()
+    _ChapterClock.info = info
+    _ChapterClock.handle = _display_text(
+        format_provenance({**info, "wall time": "(filled in by the chapter's last cell)"})
+    )
+    return info
+
+
+def finish_provenance() -> float:
+    """Seconds since :func:`show_provenance`; writes them into its output (preface).
+
+    Raises RuntimeError when :func:`show_provenance` has not run in this kernel.
+    """
+    if _ChapterClock.started is None or _ChapterClock.info is None:
+        raise RuntimeError("call show_provenance() in the chapter's first cell first")
+    seconds = time.perf_counter() - _ChapterClock.started
+    text = format_provenance({**_ChapterClock.info, "wall time": f"{seconds:.1f} s"})
+    if _ChapterClock.handle is not None:
+        _display_text(text, update=True)
+    print(f"chapter wall time: {seconds:.1f} s ({_ChapterClock.info['profile']} profile)")
+    return seconds

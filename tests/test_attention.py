@@ -162,10 +162,11 @@ def test_depth_zero_stack_is_identity():
         SelfCrossStack(16, 4, -1)
 
 
-def test_stack_updates_both_images_simultaneously():
+@pytest.mark.parametrize("sample_cells", [9, 6])  # 6 = equal shapes: the batched path
+def test_stack_updates_both_images_simultaneously(sample_cells):
     torch.manual_seed(6)
     stack = SelfCrossStack(16, 4, 2)
-    template, sample = torch.randn(2, 6, 16), torch.randn(2, 9, 16)
+    template, sample = torch.randn(2, 6, 16), torch.randn(2, sample_cells, 16)
     expected_template, expected_sample = template, sample
     for self_layer, cross_layer in zip(stack.self_layers, stack.cross_layers, strict=True):
         after_self_t = self_layer(expected_template, expected_template)
@@ -173,6 +174,6 @@ def test_stack_updates_both_images_simultaneously():
         expected_template = cross_layer(after_self_t, after_self_s)  # eq. 5
         expected_sample = cross_layer(after_self_s, after_self_t)  # eq. 6
     out_template, out_sample = stack(template, sample)
-    assert out_template.shape == (2, 6, 16) and out_sample.shape == (2, 9, 16)
+    assert out_template.shape == (2, 6, 16) and out_sample.shape == (2, sample_cells, 16)
     torch.testing.assert_close(out_template, expected_template)
     torch.testing.assert_close(out_sample, expected_sample)

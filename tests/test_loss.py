@@ -32,6 +32,29 @@ def test_binary_focal_per_pixel_equals_torchvision():
     assert torch.allclose(focal_loss(logits, target, reduction="none"), reference, atol=1e-6)
 
 
+@pytest.mark.parametrize("alpha", [0.25, 0.75, 0.95])
+def test_alpha_balanced_binary_focal_equals_torchvision(alpha):
+    torch.manual_seed(4)
+    logits = torch.randn(2, 1, 7, 8) * 3
+    target = (torch.rand(2, 7, 8) < 0.2).float()
+    reference = sigmoid_focal_loss(logits[:, 0], target, alpha=alpha, gamma=2.0, reduction="none")
+    assert torch.allclose(focal_loss(logits, target, alpha=alpha, reduction="none"), reference,
+                          atol=1e-6)
+
+
+def test_alpha_balanced_multiclass_weights_background_by_one_minus_alpha():
+    logits = torch.tensor([[[[2.0, -1.0]], [[0.5, 0.0]], [[-1.0, 3.0]]]])  # [1, 3, 1, 2]
+    target = torch.tensor([[[0, 2]]])
+    probs = torch.softmax(logits, dim=1)
+    p_bg, p_defect = probs[0, 0, 0, 0].item(), probs[0, 2, 0, 1].item()
+    hand = [-0.2 * (1 - p_bg) ** 2 * math.log(p_bg),
+            -0.8 * (1 - p_defect) ** 2 * math.log(p_defect)]
+    loss = focal_loss(logits, target, alpha=0.8, reduction="none")
+    assert loss.flatten().tolist() == pytest.approx(hand, rel=1e-6)
+    with pytest.raises(ValueError, match="alpha"):
+        focal_loss(logits, target, alpha=1.5)
+
+
 def test_multiclass_focal_equals_numpy_formula():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(2, 7, 4, 5)) * 2

@@ -176,12 +176,23 @@ class SelfCrossStack(nn.Module):
         self, template_feats: torch.Tensor, sample_feats: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """template_feats ``[N, L, C]``, sample_feats ``[N, S, C]`` -> the updated pair."""
+        if template_feats.shape != sample_feats.shape:
+            for self_layer, cross_layer in zip(self.self_layers, self.cross_layers, strict=True):
+                template_feats = self_layer(template_feats, template_feats)
+                sample_feats = self_layer(sample_feats, sample_feats)
+                # simultaneous: both read the other image's features from before this step
+                template_feats, sample_feats = (
+                    cross_layer(template_feats, sample_feats),
+                    cross_layer(sample_feats, template_feats),
+                )
+            return template_feats, sample_feats
+        # Equal shapes (BGNet's case): both images go through each layer as one batch
+        # [2N, L, C], the same arithmetic as two calls (every operation is per image and per
+        # cell) with larger, faster matmuls.
+        num = template_feats.shape[0]
+        both = torch.cat([template_feats, sample_feats], dim=0)  # [2N, L, C]
         for self_layer, cross_layer in zip(self.self_layers, self.cross_layers, strict=True):
-            template_feats = self_layer(template_feats, template_feats)
-            sample_feats = self_layer(sample_feats, sample_feats)
-            # simultaneous: both read the other image's features from before this cross step
-            template_feats, sample_feats = (
-                cross_layer(template_feats, sample_feats),
-                cross_layer(sample_feats, template_feats),
-            )
-        return template_feats, sample_feats
+            both = self_layer(both, both)
+            other = torch.cat([both[num:], both[:num]], dim=0)  # [2N, L, C], halves swapped
+            both = cross_layer(both, other)
+        return both[:num], both[num:]

@@ -1,0 +1,130 @@
+"""The issue-3 investigation: why S5 does not beat S2 in a laptop budget, and what changes it.
+
+    python tools/investigate_cpu.py                  # every run below, ~35 min on 2 idle cores
+    python tools/investigate_cpu.py --only v1-S2,v1-S5-match
+
+Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget and
+is scored on the unseen-batch test split: defect IoU at the 0.5 threshold, defect IoU at the
+threshold that is best on the validation split, and the average precision (AP) of the per-pixel
+defect probability (chance = the share of defect pixels), plus matching quality where the model
+matches.  The axes are the data variation (0 = aligned backgrounds), the focal loss's alpha,
+the learning rate and theta.  Results go to results/investigation-cpu.json with provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bgnet_lite.data.cache import ensure_synth  # noqa: E402
+from bgnet_lite.data.folder import PairDataset, collate_pairs  # noqa: E402
+from bgnet_lite.engine import TrainConfig, evaluate, load_run, save_json, train  # noqa: E402
+from bgnet_lite.provenance import provenance  # noqa: E402
+
+BASE = {"steps": 150, "batch_size": 4, "eval_every": 150, "val_pairs": 16, "lr": 1e-3,
+        "focal_alpha": 0.9}
+# name: (data variation, variant, overrides of BASE)
+RUNS = {
+    "v0-S2-paper-loss": (0.0, "S2", {"focal_alpha": None}),
+    "v0-S2": (0.0, "S2", {}),
+    "v0-S5-match": (0.0, "S5", {"match_loss": 1.0}),
+    "v0.5-S2": (0.5, "S2", {}),
+    "v0.5-S5-match": (0.5, "S5", {"match_loss": 1.0}),
+    "v1-S2": (1.0, "S2", {}),
+    "v1-S2-lr3e-4": (1.0, "S2", {"lr": 3e-4}),
+    "v1-S5": (1.0, "S5", {}),
+    "v1-S5-theta0.02": (1.0, "S5", {"theta": 0.02}),
+    "v1-S5-match": (1.0, "S5", {"match_loss": 1.0}),
+}
+
+
+@torch.no_grad()
+def defect_probabilities(model, dataset) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel defect probability and truth over a whole split (flattened)."""
+    loader = DataLoader(dataset, batch_size=8, collate_fn=collate_pairs)
+    probs, truth = [], []
+    for batch in loader:
+        logits = model(batch["template"], batch["sample"])["logits"]  # [N, 1, H, W]
+        probs.append(torch.sigmoid(logits[:, 0]).flatten().numpy())
+        truth.append(batch["mask"].flatten().numpy() > 0)
+    return np.concatenate(probs), np.concatenate(truth)
+
+
+def average_precision(probs: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the precision-recall curve, sum over ranks of (R_n - R_(n-1)) P_n."""
+    order = np.argsort(-probs, kind="stable")
+    hits = truth[order]
+    true_positives = np.cumsum(hits)
+    precision = true_positives / np.arange(1, len(hits) + 1)
+    return float((precision * hits).sum() / max(hits.sum(), 1))
+
+
+def iou_at(probs: np.ndarray, truth: np.ndarray, threshold: float) -> float:
+    predicted = probs > threshold
+    union = (predicted | truth).sum()
+    return float((predicted & truth).sum() / union) if union else float("nan")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", default=None, help="comma-separated run names")
+    parser.add_argument("--out", default=str(REPO / "results" / "investigation-cpu.json"))
+    parser.add_argument("--runs-dir", default=str(REPO / "runs" / "investigation"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(2)
+    names = args.only.split(",") if args.only else list(RUNS)
+    out_path = Path(args.out)
+    results = json.loads(out_path.read_text()) if out_path.is_file() else {}
+    thresholds = np.round(np.linspace(0.05, 0.95, 19), 2)
+    for name in names:
+        variation, variant, overrides = RUNS[name]
+        settings = {**BASE, **overrides}
+        data = ensure_synth("cpu", variation=variation)
+        config = TrainConfig(data=str(data), out=str(Path(args.runs_dir) / name),
+                             variant=variant, profile="cpu", seed=0, **settings)
+        summary = train(config, progress=False)
+        model, info = load_run(config.out)
+        started = time.time()
+        val_probs, val_truth = defect_probabilities(model, PairDataset(data, "val", size=128))
+        best_threshold = float(max(thresholds, key=lambda t: iou_at(val_probs, val_truth, t)))
+        test_set = PairDataset(data, "test", size=128)
+        probs, truth = defect_probabilities(model, test_set)
+        loader = DataLoader(test_set, batch_size=8, collate_fn=collate_pairs)
+        metrics = evaluate(model, loader, torch.device("cpu"), info["num_classes"])
+        results[name] = {
+            "variation": variation, "variant": variant, "settings": settings,
+            "test_pairs": len(test_set), "defect_share": float(truth.mean()),
+            "ap": average_precision(probs, truth),
+            "defect_iou_0.5": iou_at(probs, truth, 0.5),
+            "val_best_threshold": best_threshold,
+            "defect_iou_val_threshold": iou_at(probs, truth, best_threshold),
+            "mean_prob_defect": float(probs[truth].mean()),
+            "mean_prob_background": float(probs[~truth].mean()),
+            **{key: value for key, value in metrics.items()
+               if key.startswith(("match_", "matches_"))},
+            "train_wall_time_s": summary["wall_time_s"],
+            "eval_wall_time_s": round(time.time() - started, 1),
+            "provenance": provenance("cpu"),
+        }
+        save_json(out_path, results)
+        row = results[name]
+        print(f"{name:<18} AP {row['ap']:.4f} (chance {row['defect_share']:.4f})  "
+              f"IoU@0.5 {row['defect_iou_0.5']:.3f}  "
+              f"IoU@val-thr {row['defect_iou_val_threshold']:.3f}"
+              f" (thr {best_threshold})  train {summary['wall_time_s']:.0f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
