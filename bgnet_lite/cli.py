@@ -161,8 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--soft-match", action="store_true", dest="soft_match",
                        help="differentiable soft matched subtraction instead of eq. 8")
     train.add_argument("--focal-alpha", type=float, default=None, dest="focal_alpha",
-                       help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1) "
-                            "(default: none, as in the paper)")
+                       help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1); "
+                            "0 = unweighted, as in the paper (default: the profile's)")
     train.add_argument("--theta", type=float, default=None, help="matching threshold")
     train.add_argument("--depth", type=int, default=None,
                        help="self/cross stack depth at 1/8 (1/32 uses twice as many)")

@@ -47,7 +47,7 @@ class TrainConfig:
     val_pairs: int | None = None
     match_loss: float = 0.0  # weight of the matching loss; 0 = the paper (off)
     soft_match: bool = False
-    focal_alpha: float | None = None  # alpha-balanced focal loss; None = the paper (no alpha)
+    focal_alpha: float | None = None  # alpha-balanced focal loss; 0 = off (the paper)
     theta: float | None = None
     depth: int | None = None  # stack depth at 1/8; 1/32 gets twice as many (paper: more deep)
     weights: str = "auto"
@@ -58,7 +58,7 @@ class TrainConfig:
     def __post_init__(self):
         profile = get_profile(self.profile)
         self.profile = profile.name
-        for name in ("steps", "batch_size", "eval_every", "val_pairs", "lr"):
+        for name in ("steps", "batch_size", "eval_every", "val_pairs", "lr", "focal_alpha"):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(profile, name))
         if self.size is None:
@@ -132,7 +132,7 @@ def compute_loss(model: BGNet, batch: dict, match_weight: float, num_classes: in
     need_prob = match_weight > 0
     outputs = model(batch["template"], batch["sample"], need_match_prob=need_prob)
     target = batch["mask"] if num_classes > 2 else batch["mask"].float()
-    seg_loss = focal_loss(outputs["logits"], target, alpha=focal_alpha)
+    seg_loss = focal_loss(outputs["logits"], target, alpha=focal_alpha or None)  # 0 = off
     match_term = seg_loss.new_zeros(())
     if need_prob:
         image_hw = batch["sample"].shape[-2:]

@@ -22,6 +22,10 @@ class Profile:
     val_pairs: int  # cap on validation pairs per evaluation (0 = all)
     lr: float
     lab_steps: int  # training steps of each stack-depth model of the interactive lab
+    # alpha of an alpha-balanced focal loss (defect pixels weigh alpha, background 1 - alpha);
+    # 0 = the paper's unweighted focal loss. See results/investigation-cpu.json for why the
+    # laptop profiles weight defects.
+    focal_alpha: float = 0.0
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -29,13 +33,13 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=8,
-                     val_pairs=8, lr=1e-3, lab_steps=2),
+                     val_pairs=8, lr=1e-3, lab_steps=2, focal_alpha=0.9),
     # sized for ~10-15 minutes per run on a slow 2-core machine: far from converged (see
     # results/ablation-cpu.json); `full` is the profile that reproduces the paper's setting
     "cpu": Profile("cpu", image_size=128, pairs=918, steps=200, batch_size=4, eval_every=50,
-                   val_pairs=16, lr=1e-3, lab_steps=20),
+                   val_pairs=16, lr=1e-3, lab_steps=20, focal_alpha=0.9),
     "full": Profile("full", image_size=256, pairs=918, steps=20000, batch_size=8,
-                    eval_every=1000, val_pairs=0, lr=1e-4, lab_steps=2000),
+                    eval_every=1000, val_pairs=0, lr=1e-4, lab_steps=2000, focal_alpha=0.0),
 }
 
 

@@ -35,7 +35,7 @@ BASE = {"steps": 150, "batch_size": 4, "eval_every": 150, "val_pairs": 16, "lr":
         "focal_alpha": 0.9}
 # name: (data variation, variant, overrides of BASE)
 RUNS = {
-    "v0-S2-paper-loss": (0.0, "S2", {"focal_alpha": None}),
+    "v0-S2-paper-loss": (0.0, "S2", {"focal_alpha": 0.0}),  # 0 = no alpha (the paper)
     "v0-S2": (0.0, "S2", {}),
     "v0-S5-match": (0.0, "S5", {"match_loss": 1.0}),
     "v0.5-S2": (0.5, "S2", {}),
