@@ -1,9 +1,10 @@
 """The issue-3 investigation: why S5 does not beat S2 in a laptop budget, and what changes it.
 
-    python tools/investigate_cpu.py                  # every run below, ~35 min on 2 idle cores
+    python tools/investigate_cpu.py                  # every run below, ~75 min on 2 idle cores
     python tools/investigate_cpu.py --only v1-S2,v1-S5-match
 
-Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget and
+Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget (one
+long run excepted) and
 is scored on the unseen-batch test split: defect IoU at the 0.5 threshold, defect IoU at the
 threshold that is best on the validation split, and the average precision (AP) of the per-pixel
 defect probability (chance = the share of defect pixels), plus matching quality where the model
