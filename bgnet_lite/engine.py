@@ -63,6 +63,9 @@ class TrainConfig:
                 setattr(self, name, getattr(profile, name))
         if self.size is None:
             self.size = profile.image_size
+        if not 0 <= self.focal_alpha < 1:
+            raise ValueError(f"focal_alpha must be in [0, 1) (0 = off, the paper), "
+                             f"got {self.focal_alpha}")
 
     @classmethod
     def from_args(cls, args) -> TrainConfig:

@@ -36,8 +36,9 @@ def focal_loss(
     alpha-balanced form, -alpha_t (1 - p_t)^gamma log p_t with alpha_t = alpha on defect pixels
     (any class but 0) and 1 - alpha on background; ``torchvision.ops.sigmoid_focal_loss`` uses
     the same convention. It is an option behind a flag because on our data defects cover
-    ~0.3 % of the pixels and the unweighted loss settles on "background everywhere" within a
-    laptop budget (chapter 7).
+    ~0.3 % of the pixels and, within a laptop budget, the unweighted loss keeps most defect
+    probabilities below 0.5 even where it ranks the pixels well (chapter 7,
+    ``results/investigation-cpu.json``).
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")

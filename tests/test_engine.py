@@ -95,3 +95,28 @@ def test_cli_train_help_is_readable(capsys):
         cli_main(["train", "--help"])
     text = capsys.readouterr().out
     assert "S1 concatenation baseline" in text and "--match-loss" in text
+
+
+def test_focal_alpha_comes_from_the_profile_and_zero_means_off(tmp_path):
+    assert _config("d", tmp_path).focal_alpha == 0.9  # quick profile
+    assert _config("d", tmp_path, profile="full").focal_alpha == 0.0  # the paper
+    assert _config("d", tmp_path, focal_alpha=0.0).focal_alpha == 0.0
+    with pytest.raises(ValueError, match="focal_alpha"):
+        _config("d", tmp_path, focal_alpha=1.5)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.9])
+def test_compute_loss_applies_focal_alpha(tiny_data, alpha):
+    from torchvision.ops import sigmoid_focal_loss
+
+    from bgnet_lite.data.folder import PairDataset, collate_pairs
+    from bgnet_lite.engine import compute_loss
+    from bgnet_lite.model.bgnet import BGNet, BGNetConfig
+
+    torch.manual_seed(0)
+    model = BGNet(BGNetConfig.from_variant("S2", weights="none")).eval()
+    batch = collate_pairs([PairDataset(tiny_data, "train", size=64)[i] for i in range(2)])
+    _, seg_loss, _, outputs = compute_loss(model, batch, 0.0, 2, alpha)
+    reference = sigmoid_focal_loss(outputs["logits"][:, 0], batch["mask"].float(),
+                                   alpha=alpha or -1, gamma=2.0, reduction="mean")
+    torch.testing.assert_close(seg_loss, reference.detach())
