@@ -34,7 +34,7 @@ class Profile:
 PROFILES = {
     "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=8,
                      val_pairs=8, lr=1e-3, lab_steps=2, focal_alpha=0.9),
-    # sized for 6-8 minutes per run on an idle 2-core machine: far from converged (see
+    # sized for 5-7 minutes per run on an idle 2-core machine: far from converged (see
     # results/ablation-cpu.json and results/investigation-cpu.json); `full` is the profile
     # that reproduces the paper's setting
     "cpu": Profile("cpu", image_size=128, pairs=918, steps=300, batch_size=4, eval_every=100,
