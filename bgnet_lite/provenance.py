@@ -67,13 +67,6 @@ def format_provenance(info: dict) -> str:
     return "\n".join(f"{key:<{width}} : {value}" for key, value in info.items())
 
 
-def print_provenance(profile: str | None = None) -> dict:
-    """Print :func:`provenance` as aligned ``key: value`` lines and return it (preface)."""
-    info = provenance(profile)
-    print(format_provenance(info))
-    return info
-
-
 class _ChapterClock:
     """The running chapter's start time, provenance and the display showing it."""
 
