@@ -160,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight of the matching loss (0 = off, as in the paper)")
     train.add_argument("--soft-match", action="store_true", dest="soft_match",
                        help="differentiable soft matched subtraction instead of eq. 8")
+    train.add_argument("--align-fine-scales", action="store_true", dest="align_fine_scales",
+                       help="S4/S5: resample the template at 1/2, 1/4 and 1/16 along a similarity "
+                            "transform fitted to the 1/8 matches before subtracting (the paper "
+                            "subtracts those scales in place)")
     train.add_argument("--focal-alpha", type=float, default=None, dest="focal_alpha",
                        help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1); "
                             "0 = unweighted, as in the paper (default: the profile's)")

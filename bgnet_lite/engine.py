@@ -11,7 +11,7 @@ import json
 import os
 import random
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -47,6 +47,7 @@ class TrainConfig:
     val_pairs: int | None = None
     match_loss: float = 0.0  # weight of the matching loss; 0 = the paper (off)
     soft_match: bool = False
+    align_fine_scales: bool = False  # deviation: resample 1/2, 1/4, 1/16 along the matches
     focal_alpha: float | None = None  # alpha-balanced focal loss; 0 = off (the paper)
     theta: float | None = None
     depth: int | None = None  # stack depth at 1/8; 1/32 gets twice as many (paper: more deep)
@@ -74,7 +75,8 @@ class TrainConfig:
 
     def model_config(self, num_classes: int) -> BGNetConfig:
         overrides = {"num_classes": 1 if num_classes == 2 else num_classes,
-                     "weights": self.weights, "soft_match": self.soft_match}
+                     "weights": self.weights, "soft_match": self.soft_match,
+                     "align_fine_scales": self.align_fine_scales}
         if self.theta is not None:
             overrides["theta"] = self.theta
         if self.depth is not None:
@@ -357,7 +359,9 @@ def ensure_run(data: str | Path, variant: str = "S5", *, profile: str | None = N
     if info_path.is_file() and (out / "best.pt").is_file():
         info = json.loads(info_path.read_text())
         done = info.get("steps") == probe.steps
-        if done and info["train_config"] == asdict(probe):
+        # an option added after the run was trained had its default value then
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        if done and {**defaults, **info["train_config"]} == asdict(probe):
             return out
     train(probe, progress=progress)
     return out

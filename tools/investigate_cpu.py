@@ -46,6 +46,7 @@ RUNS = {
     "v1-S5": (1.0, "S5", {}),
     "v1-S5-theta0.02": (1.0, "S5", {"theta": 0.02}),
     "v1-S5-match": (1.0, "S5", {"match_loss": 1.0}),
+    "v1-S5-match-align": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
     # the ~30-minute laptop budget the issue allows, on the most promising variant
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
 }

@@ -1,7 +1,7 @@
 """Train and evaluate the ablation runs of a profile; write results/ablation-<profile>.json.
 
-    python tools/reproduce_ablation.py --profile cpu              # S2, S5, S5+match loss, S5 soft
-    python tools/reproduce_ablation.py --profile full --runs all  # S1-S5 and the two S5 options
+    python tools/reproduce_ablation.py --profile cpu              # S2, S5, S5 + options
+    python tools/reproduce_ablation.py --profile full --runs all  # S1-S5 and the S5 options
 
 Each entry of the JSON holds the test-split metrics of the run's best-on-validation checkpoint
 (unseen batches of the OCD-like set), matching quality, parameter size, and provenance (commit,
@@ -31,8 +31,10 @@ RUNS = {
     "S5": ("S5", {}),
     "S5-match": ("S5", {"match_loss": 1.0}),
     "S5-soft": ("S5", {"soft_match": True}),
+    # deviation: also align 1/2, 1/4, 1/16 along a similarity fitted to the 1/8 matches
+    "S5-align": ("S5", {"match_loss": 1.0, "align_fine_scales": True}),
 }
-DEFAULT_RUNS = ("S2", "S5", "S5-match", "S5-soft")
+DEFAULT_RUNS = ("S2", "S5", "S5-match", "S5-soft", "S5-align")
 
 
 def main(argv=None) -> int:

@@ -12,7 +12,9 @@ S4      yes       no         yes       matched subtraction (eq. 8) of backbone f
 S5      yes       yes        yes       matched subtraction of attention outputs (BGNet)
 ======  ========  =========  ========  =============================================
 
-At every scale without matching the subtraction is direct (same position), as in Sec. 3.5.
+At every scale without matching the subtraction is direct (same position), as in Sec. 3.5,
+unless the deviation flag ``align_fine_scales`` resamples the template there along a similarity
+transform fitted to the 1/8 matches (``alignment.py``).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bgnet_lite.model.alignment import fit_similarity, warp_template
 from bgnet_lite.model.attention import SelfCrossStack
 from bgnet_lite.model.backbone import BACKBONE_CHANNELS, BACKBONE_STRIDES, ResNet18Backbone
 from bgnet_lite.model.fusion import FusionDecoder
@@ -65,6 +68,9 @@ class BGNetConfig:
     attention_normalize: divide by phi(Q).sum phi(K) (Linear Transformer); False = eq. 12 as
     printed.
     soft_match: deviation flag, subtract sum_a P(a, b) f_a instead of the hard MNN match.
+    align_fine_scales: deviation flag; fit a similarity transform to the matches of the finest
+    matched scale and resample the template features of the unmatched scales (1/2, 1/4, 1/16)
+    along it before subtracting (the paper subtracts those in place). Needs matching.
     chunked_matching: MNN without the L x S matrix (for large images at inference); the dense
     path is still used when the probabilities are needed (soft_match, need_match_prob).
     """
@@ -77,6 +83,7 @@ class BGNetConfig:
     attention: bool | None = None
     matching: bool | None = None
     soft_match: bool = False
+    align_fine_scales: bool = False
     attention_scales: tuple[int, ...] = ATTENTION_STRIDES
     depth_8: int = 1
     depth_32: int = 2
@@ -105,6 +112,8 @@ class BGNetConfig:
             )
         if not self.siamese and (self.attention or self.matching):
             raise ValueError("attention and matching need siamese=True (two feature sets)")
+        if self.align_fine_scales and not (self.matching and self.attention_scales):
+            raise ValueError("align_fine_scales needs matching (variant S4 or S5)")
         if not 0.0 <= self.theta <= 1.0:
             raise ValueError(f"theta is a probability threshold in [0, 1], got {self.theta}")
         if self.temperature <= 0:
@@ -279,7 +288,16 @@ class BGNet(nn.Module):
             # the L x S matrix is large; keep it in the output only when asked for
             matches[stride] = dataclasses.replace(result, match_prob=None)
 
-        # 4. Matched subtraction (eq. 8) where matched, direct subtraction elsewhere.
+        # 4. Matched subtraction (eq. 8) where matched, direct subtraction elsewhere; with
+        #    align_fine_scales (deviation) the template is first resampled along a similarity
+        #    transform fitted to the finest scale's matches.
+        alignment = None
+        if config.align_fine_scales:
+            finest = min(matches)
+            feat_hw = tuple(template_feats[BACKBONE_STRIDES.index(finest)].shape[-2:])
+            alignment = fit_similarity(
+                matches[finest].sample_to_template, feat_hw, finest
+            )  # [N, 2, 3]
         diff_feats = []
         for level, stride in enumerate(BACKBONE_STRIDES):
             if stride in matches and config.soft_match:
@@ -291,6 +309,9 @@ class BGNet(nn.Module):
                     sample_feats[level], template_feats[level],
                     matches[stride].sample_to_template,
                 )
+            elif alignment is not None:
+                aligned = warp_template(template_feats[level], alignment, output_size)
+                diff = sample_feats[level] - aligned
             else:
                 diff = sample_feats[level] - template_feats[level]
             diff_feats.append(diff)  # [N, C_i, H_i, W_i]
@@ -302,6 +323,8 @@ class BGNet(nn.Module):
         }
         if matches:
             output["matches"] = matches
+        if alignment is not None:
+            output["alignment"] = alignment  # [N, 2, 3] sample -> template pixels
         if need_match_prob:
             output["match_prob"] = match_prob
         return output
