@@ -24,12 +24,14 @@ import torch
 from bgnet_lite.model.bgnet import VARIANTS, BGNet, BGNetConfig, parameter_size_mb
 
 PAPER_BGNET_MB = 47.70  # Table 3 of the paper, unit "MB" undefined there
-# rows: the five variants, then S5 with match_chunked (no dense L x S matrix) and S5 with one
-# instead of two self/cross repetitions at 1/32 (the most expensive attention block)
+# rows: the five variants, then S5 with match_chunked (no dense L x S matrix), S5 with one
+# instead of two self/cross repetitions at 1/32 (the most expensive attention block), and S5
+# with Q/K/V 128 wide (eq. 11's C_1) instead of the backbone's 512 channels at 1/32
 ROWS = {
     **{variant: (variant, {}) for variant in VARIANTS},
     "S5-chunked": ("S5", {"chunked_matching": True}),
     "S5-d32=1": ("S5", {"depth_32": 1}),
+    "S5-C1=128": ("S5", {"attention_dim": 128}),
 }
 
 
@@ -98,10 +100,11 @@ def main() -> None:
         model_params = sizes_mib[name] * 2**20 / 4 / 1e6
         cells = " | ".join(f"{seconds[name][size] * 1e3:8.1f}" for size in args.sizes)
         print(f"{name:10s} | {cells} | {model_params:10.2f} | {sizes_mib[name]:9.2f}")
-    ratios = " | ".join(
-        f"{size}²: {seconds['S5'][size] / seconds['S2'][size]:.2f}" for size in args.sizes
-    )
-    print(f"S5 / S2 time ratio: {ratios}   (goal <= 1.3 at 256²)")
+    for name in ("S5", "S5-C1=128"):
+        ratios = " | ".join(
+            f"{size}²: {seconds[name][size] / seconds['S2'][size]:.2f}" for size in args.sizes
+        )
+        print(f"{name + ' / S2':<13} time ratio: {ratios}   (goal <= 1.3 at 256²)")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
     print(
         f"S5 (BGNet) parameter size {sizes_mib['S5']:.2f} MiB vs paper {PAPER_BGNET_MB} MB "

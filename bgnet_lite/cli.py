@@ -170,6 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--theta", type=float, default=None, help="matching threshold")
     train.add_argument("--depth", type=int, default=None,
                        help="self/cross stack depth at 1/8 (1/32 uses twice as many)")
+    train.add_argument("--attention-dim", type=int, default=None, dest="attention_dim",
+                       help="width C_1 of the attention's Q, K, V (eq. 11), at most each scale's "
+                            "channels; default: the channels (128 at 1/8, 512 at 1/32)")
     train.add_argument("--weights", choices=["auto", "imagenet", "none"], default="auto",
                        help="backbone initialisation")
     train.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")

@@ -51,6 +51,7 @@ class TrainConfig:
     focal_alpha: float | None = None  # alpha-balanced focal loss; 0 = off (the paper)
     theta: float | None = None
     depth: int | None = None  # stack depth at 1/8; 1/32 gets twice as many (paper: more deep)
+    attention_dim: int | None = None  # eq. 11's C_1; None = each scale's channels (LoFTR)
     weights: str = "auto"
     device: str | None = None
     resume: bool = False
@@ -81,6 +82,8 @@ class TrainConfig:
             overrides["theta"] = self.theta
         if self.depth is not None:
             overrides.update(depth_8=self.depth, depth_32=2 * self.depth)
+        if self.attention_dim is not None:
+            overrides["attention_dim"] = self.attention_dim
         return BGNetConfig.from_variant(self.variant, **overrides)
 
 

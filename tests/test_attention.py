@@ -113,9 +113,11 @@ def encoder_layer_reference(layer: EncoderLayer, x, source):
     return x + message
 
 
-def test_encoder_layer_matches_reference():
+@pytest.mark.parametrize("attention_dim", [None, 4, 12])
+def test_encoder_layer_matches_reference(attention_dim):
     torch.manual_seed(3)
-    layer = EncoderLayer(8, 2).double()
+    layer = EncoderLayer(8, 2, attention_dim=attention_dim).double()
+    assert layer.q_proj.weight.shape == (attention_dim or 8, 8)  # C_1 x C
     with torch.no_grad():  # non-trivial LayerNorm affine parameters
         layer.norm1.weight.uniform_(0.5, 1.5)
         layer.norm2.bias.uniform_(-0.5, 0.5)
@@ -130,6 +132,8 @@ def test_encoder_layer_matches_reference():
 def test_encoder_layer_rejects_bad_heads_and_shapes():
     with pytest.raises(ValueError):
         EncoderLayer(10, 3)
+    with pytest.raises(ValueError, match="attention_dim"):
+        EncoderLayer(8, 2, attention_dim=5)
     with pytest.raises(ValueError):
         EncoderLayer(8, 2)(torch.zeros(1, 4, 6), torch.zeros(1, 4, 6))
 

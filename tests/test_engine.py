@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from bgnet_lite.cli import build_parser
 from bgnet_lite.cli import main as cli_main
 from bgnet_lite.data.synth import SynthConfig, write_synth_dataset
 from bgnet_lite.engine import TrainConfig, load_checkpoint, train
@@ -58,6 +59,22 @@ def test_match_loss_and_soft_match_train(tiny_data, tmp_path):
     assert all(h["match"] > 0 for h in history["train"])  # ground-truth flows were used
     assert result["steps"] == 2
     train(_config(tiny_data, tmp_path / "soft", soft_match=True), progress=False)
+    aligned = train(_config(tiny_data, tmp_path / "align", match_loss=1.0,
+                            align_fine_scales=True, attention_dim=32), progress=False)
+    assert aligned["steps"] == 2
+
+
+def test_cli_options_reach_the_model_config(tmp_path):
+    args = build_parser().parse_args(
+        ["train", "DATA", "--out", str(tmp_path), "--variant", "S4", "--align-fine-scales",
+         "--attention-dim", "64", "--soft-match"])
+    model_config = TrainConfig.from_args(args).model_config(num_classes=2)
+    assert model_config.variant == "S4" and model_config.num_classes == 1
+    assert model_config.align_fine_scales and model_config.soft_match
+    assert model_config.attention_dim == 64
+    default = TrainConfig.from_args(build_parser().parse_args(
+        ["train", "DATA", "--out", str(tmp_path)])).model_config(num_classes=2)
+    assert not default.align_fine_scales and default.attention_dim is None
 
 
 def test_cli_evaluate_and_predict(tiny_data, tmp_path, capsys):

@@ -49,6 +49,8 @@ RUNS = {
     "v1-S5-match-align": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
     # the ~30-minute laptop budget the issue allows, on the most promising variant
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
+    "v1-S5-match-align-1200": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
+                                           "steps": 1200, "eval_every": 300}),
 }
 
 

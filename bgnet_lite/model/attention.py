@@ -95,20 +95,29 @@ class EncoderLayer(nn.Module):
     attention, a merge projection and LayerNorm, then an MLP on ``[x, message]`` (2C -> 2C -> C,
     ReLU, no bias) and a second LayerNorm; the result is added to ``x`` (residual).
     Self-attention: ``source = x``.  Cross-attention: ``source`` = the other image.
+    ``attention_dim`` is eq. 11's ``C_1``, the width of Q, K, V (the merge maps it back to C);
+    None = ``d_model``, as in LoFTR.  A smaller ``C_1`` makes the layer cheaper.
     """
 
-    def __init__(self, d_model: int, nhead: int, *, normalize: bool = True) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, *, normalize: bool = True, attention_dim: int | None = None
+    ) -> None:
         super().__init__()
-        if d_model <= 0 or nhead <= 0 or d_model % nhead != 0:
-            raise ValueError(f"d_model ({d_model}) must be a positive multiple of nhead ({nhead})")
+        attention_dim = d_model if attention_dim is None else attention_dim
+        if d_model <= 0 or nhead <= 0 or attention_dim <= 0 or attention_dim % nhead != 0:
+            raise ValueError(
+                f"attention_dim ({attention_dim}, default d_model {d_model}) must be a positive "
+                f"multiple of nhead ({nhead})"
+            )
         self.d_model = d_model
+        self.attention_dim = attention_dim
         self.nhead = nhead
-        self.head_dim = d_model // nhead
+        self.head_dim = attention_dim // nhead
         self.normalize = normalize
-        self.q_proj = nn.Linear(d_model, d_model, bias=False)  # W^Q of eq. 11
-        self.k_proj = nn.Linear(d_model, d_model, bias=False)  # W^K
-        self.v_proj = nn.Linear(d_model, d_model, bias=False)  # W^V
-        self.merge = nn.Linear(d_model, d_model, bias=False)  # W_L1 of Fig. 3
+        self.q_proj = nn.Linear(d_model, attention_dim, bias=False)  # W^Q of eq. 11
+        self.k_proj = nn.Linear(d_model, attention_dim, bias=False)  # W^K
+        self.v_proj = nn.Linear(d_model, attention_dim, bias=False)  # W^V
+        self.merge = nn.Linear(attention_dim, d_model, bias=False)  # W_L1 of Fig. 3
         self.norm1 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(  # W_L2 of Fig. 3, on the concatenation [x, message]
             nn.Linear(2 * d_model, 2 * d_model, bias=False),
@@ -131,14 +140,15 @@ class EncoderLayer(nn.Module):
         key = self.k_proj(source).view(batch, -1, self.nhead, self.head_dim)  # [N, S, H, D]
         value = self.v_proj(source).view(batch, -1, self.nhead, self.head_dim)  # [N, S, H, D]
         message = linear_attention(query, key, value, normalize=self.normalize)  # [N, L, H, D]
-        message = self.merge(message.reshape(batch, -1, self.d_model))  # [N, L, C]
+        message = self.merge(message.reshape(batch, -1, self.attention_dim))  # [N, L, C]
         message = self.norm1(message)
         message = self.mlp(torch.cat([x, message], dim=2))  # [N, L, 2C] -> [N, L, C]
         message = self.norm2(message)
         return x + message
 
     def extra_repr(self) -> str:
-        return f"d_model={self.d_model}, nhead={self.nhead}, normalize={self.normalize}"
+        return (f"d_model={self.d_model}, attention_dim={self.attention_dim}, nhead={self.nhead}, "
+                f"normalize={self.normalize}")
 
 
 class SelfCrossStack(nn.Module):
@@ -153,16 +163,20 @@ class SelfCrossStack(nn.Module):
     every weight (Siamese, like LoFTR).  ``depth = 0`` returns the inputs unchanged.
     """
 
-    def __init__(self, d_model: int, nhead: int, depth: int, *, normalize: bool = True) -> None:
+    def __init__(
+        self, d_model: int, nhead: int, depth: int, *, normalize: bool = True,
+        attention_dim: int | None = None,
+    ) -> None:
         super().__init__()
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
         self.depth = depth
+        options = {"normalize": normalize, "attention_dim": attention_dim}
         self.self_layers = nn.ModuleList(
-            EncoderLayer(d_model, nhead, normalize=normalize) for _ in range(depth)
+            EncoderLayer(d_model, nhead, **options) for _ in range(depth)
         )
         self.cross_layers = nn.ModuleList(
-            EncoderLayer(d_model, nhead, normalize=normalize) for _ in range(depth)
+            EncoderLayer(d_model, nhead, **options) for _ in range(depth)
         )
         self._reset_parameters()
 

@@ -67,6 +67,9 @@ class BGNetConfig:
     more at the deep scale, as the paper says (Sec. 3.3.3); the paper gives no numbers.
     attention_normalize: divide by phi(Q).sum phi(K) (Linear Transformer); False = eq. 12 as
     printed.
+    attention_dim: eq. 11's C_1, the width of Q, K, V at every attention scale, capped at the
+    scale's channels; None = the channels (LoFTR). The paper gives no value; 128 makes S5's
+    attention at 1/32 about a third cheaper (``benchmarks/bench_model.py``).
     soft_match: deviation flag, subtract sum_a P(a, b) f_a instead of the hard MNN match.
     align_fine_scales: deviation flag; fit a similarity transform to the matches of the finest
     matched scale and resample the template features of the unmatched scales (1/2, 1/4, 1/16)
@@ -89,6 +92,7 @@ class BGNetConfig:
     depth_32: int = 2
     nhead: int = 8
     attention_normalize: bool = True
+    attention_dim: int | None = None
     theta: float = 0.2
     temperature: float = 0.1
     chunked_matching: bool = False
@@ -170,9 +174,12 @@ class BGNet(nn.Module):
             for stride in config.attention_scales:
                 channels = BACKBONE_CHANNELS[BACKBONE_STRIDES.index(stride)]
                 self.position_encodings[str(stride)] = PositionEncodingSine(channels)
+                attention_dim = (
+                    None if config.attention_dim is None else min(config.attention_dim, channels)
+                )
                 self.attention[str(stride)] = SelfCrossStack(
                     channels, config.nhead, config.depth(stride),
-                    normalize=config.attention_normalize,
+                    normalize=config.attention_normalize, attention_dim=attention_dim,
                 )
         self.decoder = FusionDecoder(BACKBONE_CHANNELS, config.num_classes)
 
