@@ -168,6 +168,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1); "
                             "0 = unweighted, as in the paper (default: the profile's)")
     train.add_argument("--theta", type=float, default=None, help="matching threshold")
+    train.add_argument("--temperature", type=float, default=None,
+                       help="matching scores are divided by C * temperature (default 0.1)")
     train.add_argument("--depth", type=int, default=None,
                        help="self/cross stack depth at 1/8 (1/32 uses twice as many)")
     train.add_argument("--attention-dim", type=int, default=None, dest="attention_dim",

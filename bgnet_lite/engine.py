@@ -50,6 +50,7 @@ class TrainConfig:
     align_fine_scales: bool = False  # deviation: resample 1/2, 1/4, 1/16 along the matches
     focal_alpha: float | None = None  # alpha-balanced focal loss; 0 = off (the paper)
     theta: float | None = None
+    temperature: float | None = None  # matching score scale (chapter 5); None = the model's
     depth: int | None = None  # stack depth at 1/8; 1/32 gets twice as many (paper: more deep)
     attention_dim: int | None = None  # eq. 11's C_1; None = each scale's channels (LoFTR)
     weights: str = "auto"
@@ -80,6 +81,8 @@ class TrainConfig:
                      "align_fine_scales": self.align_fine_scales}
         if self.theta is not None:
             overrides["theta"] = self.theta
+        if self.temperature is not None:
+            overrides["temperature"] = self.temperature
         if self.depth is not None:
             overrides.update(depth_8=self.depth, depth_32=2 * self.depth)
         if self.attention_dim is not None:

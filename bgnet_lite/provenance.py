@@ -19,18 +19,30 @@ from bgnet_lite.profiles import get_profile
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+# the code that produces results; "-dirty" when a tracked file here differs from HEAD
+CODE_PATHS = ("bgnet_lite", "tools", "benchmarks", "data_scripts")
+
+
 def git_commit(repo: str | Path = REPO_ROOT) -> str:
     """Short hash of ``HEAD`` in ``repo``, or ``"unknown"`` outside git / before the first commit.
 
-    Taught in the preface.
+    ``-dirty`` is appended when tracked files under :data:`CODE_PATHS` have uncommitted
+    changes, so a result never names a commit whose code did not produce it (notebooks being
+    executed, data and runs do not count).  Taught in the preface.
     """
     try:
         result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=repo,
                                 capture_output=True, text=True, timeout=10)
+        commit = result.stdout.strip()
+        if result.returncode != 0 or not commit:
+            return "unknown"
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", *CODE_PATHS],
+            cwd=repo, capture_output=True, text=True, timeout=10,
+        )
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-    commit = result.stdout.strip()
-    return commit if result.returncode == 0 and commit else "unknown"
+    return commit + "-dirty" if status.returncode == 0 and status.stdout.strip() else commit
 
 
 def device_name() -> str:

@@ -67,14 +67,16 @@ def test_match_loss_and_soft_match_train(tiny_data, tmp_path):
 def test_cli_options_reach_the_model_config(tmp_path):
     args = build_parser().parse_args(
         ["train", "DATA", "--out", str(tmp_path), "--variant", "S4", "--align-fine-scales",
-         "--attention-dim", "64", "--soft-match"])
+         "--attention-dim", "64", "--soft-match", "--theta", "0.3", "--temperature", "0.05"])
     model_config = TrainConfig.from_args(args).model_config(num_classes=2)
     assert model_config.variant == "S4" and model_config.num_classes == 1
     assert model_config.align_fine_scales and model_config.soft_match
     assert model_config.attention_dim == 64
+    assert (model_config.theta, model_config.temperature) == (0.3, 0.05)
     default = TrainConfig.from_args(build_parser().parse_args(
         ["train", "DATA", "--out", str(tmp_path)])).model_config(num_classes=2)
     assert not default.align_fine_scales and default.attention_dim is None
+    assert (default.theta, default.temperature) == (0.2, 0.1)
 
 
 def test_cli_evaluate_and_predict(tiny_data, tmp_path, capsys):

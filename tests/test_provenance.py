@@ -15,7 +15,29 @@ from bgnet_lite import provenance as prov
 def test_commit_matches_git():
     expected = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=prov.REPO_ROOT,
                               capture_output=True, text=True).stdout.strip() or "unknown"
-    assert prov.provenance("quick")["commit"] == expected
+    assert prov.provenance("quick")["commit"].removesuffix("-dirty") == expected
+
+
+def test_commit_is_marked_dirty_only_for_uncommitted_code(tmp_path):
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    git("init", "-q")
+    (tmp_path / "bgnet_lite").mkdir()
+    (tmp_path / "book").mkdir()
+    (tmp_path / "bgnet_lite" / "model.py").write_text("A = 1\n")
+    (tmp_path / "book" / "chapter.ipynb").write_text("{}\n")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "first")
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=tmp_path,
+                          capture_output=True, text=True).stdout.strip()
+    assert prov.git_commit(tmp_path) == head
+    (tmp_path / "book" / "chapter.ipynb").write_text("{} \n")  # a notebook being executed
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "log.txt").write_text("untracked output\n")
+    assert prov.git_commit(tmp_path) == head
+    (tmp_path / "bgnet_lite" / "model.py").write_text("A = 2\n")
+    assert prov.git_commit(tmp_path) == head + "-dirty"
 
 
 def test_finish_without_show_raises(monkeypatch):

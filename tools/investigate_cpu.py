@@ -1,14 +1,15 @@
 """The issue-3 investigation: why S5 does not beat S2 in a laptop budget, and what changes it.
 
-    python tools/investigate_cpu.py                  # every run below, ~75 min on 2 idle cores
+    python tools/investigate_cpu.py                  # every run below, ~2 h on 2 idle cores
     python tools/investigate_cpu.py --only v1-S2,v1-S5-match
 
 Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget
-(one long run excepted) and is scored on the unseen-batch test split: defect IoU at the 0.5
+(two long runs excepted) and is scored on the unseen-batch test split: defect IoU at the 0.5
 threshold, defect IoU at the threshold that is best on the validation split, and the average
 precision (AP) of the per-pixel defect probability (chance = the share of defect pixels), plus
 matching quality where the model matches.  The axes are the data variation (0 = aligned
-backgrounds), the focal loss's alpha, the learning rate and theta.  Results go to
+backgrounds), the focal loss's alpha, the learning rate, theta, and, for S5 with the matching
+loss and align_fine_scales, the attention depth and the matching temperature.  Results go to
 results/investigation-cpu.json with provenance.
 """
 
@@ -47,7 +48,16 @@ RUNS = {
     "v1-S5-theta0.02": (1.0, "S5", {"theta": 0.02}),
     "v1-S5-match": (1.0, "S5", {"match_loss": 1.0}),
     "v1-S5-match-align": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
-    # the ~30-minute laptop budget the issue allows, on the most promising variant
+    # the same with no attention (S4-like), twice the depth, a softer matching temperature,
+    # and half the variation
+    "v1-S5-match-align-depth0": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
+                                             "depth": 0}),
+    "v1-S5-match-align-depth2": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
+                                             "depth": 2}),
+    "v1-S5-match-align-T0.3": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
+                                           "temperature": 0.3}),
+    "v0.5-S5-match-align": (0.5, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
+    # the ~30-minute laptop budget the issue allows, on the most promising variants
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
     "v1-S5-match-align-1200": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
                                            "steps": 1200, "eval_every": 300}),

@@ -2,10 +2,12 @@
 
     python tools/reproduce_ablation.py --profile cpu              # S2, S5, S5 + options
     python tools/reproduce_ablation.py --profile full --runs all  # S1-S5 and the S5 options
+    python tools/reproduce_ablation.py --profile cpu --runs S2,S5-align --seed 1  # another seed
 
 Each entry of the JSON holds the test-split metrics of the run's best-on-validation checkpoint
 (unseen batches of the OCD-like set), matching quality, parameter size, and provenance (commit,
-profile, seed, device, wall time).  Runs are cached under runs/<profile>/ and reused.
+profile, seed, device, wall time).  Runs are cached under runs/<profile>/ and reused.  A seed
+other than 0 gets its own run folders (``S2-seed1``) and JSON (``ablation-cpu-seed1.json``).
 """
 
 from __future__ import annotations
@@ -49,13 +51,14 @@ def main(argv=None) -> int:
     profile = get_profile(args.profile)
     names = list(RUNS) if args.runs == "all" else args.runs.split(",")
     data = ensure_synth(profile.name, seed=args.seed, progress=True)
-    out_path = Path(args.out or REPO / "results" / f"ablation-{profile.name}.json")
+    suffix = f"-seed{args.seed}" if args.seed else ""
+    out_path = Path(args.out or REPO / "results" / f"ablation-{profile.name}{suffix}.json")
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for name in names:
         variant, overrides = RUNS[name]
         started = time.time()
-        run = ensure_run(data, variant, profile=profile.name, name=name, seed=args.seed,
-                         **overrides)
+        run = ensure_run(data, variant, profile=profile.name, name=name + suffix,
+                         seed=args.seed, **overrides)
         metrics = evaluate_run(run, data, split="test")
         metrics["name"] = name
         metrics["overrides"] = overrides
