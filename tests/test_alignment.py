@@ -26,6 +26,7 @@ def test_cell_centres_are_row_major_edge_coordinates():
     centres = cell_centres(2, 3, 8)
     expected = [[4, 4], [12, 4], [20, 4], [4, 12], [12, 12], [20, 12]]
     assert centres.tolist() == expected
+    assert cell_centres(1, 2, (10.0, 4.0)).tolist() == [[2, 5], [6, 5]]  # (y, x) strides
 
 
 def test_translation_by_whole_cells_is_recovered_exactly():
@@ -105,3 +106,17 @@ def test_model_aligns_the_unmatched_scales_only():
         plain_output = plain(template, sample)
     for level in (2, 4):  # the matched scales are eq. 8 either way
         assert torch.equal(output["diff_feats"][level], plain_output["diff_feats"][level])
+
+
+def test_model_aligns_images_its_maps_do_not_divide():
+    torch.manual_seed(0)
+    model = BGNet(BGNetConfig(variant="S4", weights="none", theta=0.0,
+                              align_fine_scales=True)).eval()
+    template, sample = torch.rand(1, 3, 100, 76), torch.rand(1, 3, 100, 76)
+    with torch.no_grad():
+        output = model(template, sample)
+    assert output["logits"].shape == (1, 1, 100, 76)
+    height, width = output["diff_feats"][2].shape[-2:]  # 13 x 10 at "1/8"
+    expected = fit_similarity(output["matches"][8].sample_to_template, (height, width),
+                              (100 / height, 76 / width))
+    assert torch.equal(output["alignment"], expected)

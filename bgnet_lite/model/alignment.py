@@ -22,15 +22,19 @@ import torch
 import torch.nn.functional as F
 
 
-def cell_centres(height: int, width: int, stride: float, device=None) -> torch.Tensor:
-    """Centres of the cells of an ``height x width`` map at ``stride``: ``[H*W, 2]`` (x, y),
-    row-major like the matching's cell index ``y * W + x`` (chapter 6)."""
+def cell_centres(
+    height: int, width: int, stride: float | tuple[float, float], device=None
+) -> torch.Tensor:
+    """Centres of the cells of an ``height x width`` map at ``stride`` pixels (one number, or
+    (y, x) for an image that the map does not divide evenly): ``[H*W, 2]`` (x, y), row-major
+    like the matching's cell index ``y * W + x`` (chapter 6)."""
+    stride_y, stride_x = (stride, stride) if isinstance(stride, (int, float)) else stride
     ys, xs = torch.meshgrid(
         torch.arange(height, device=device, dtype=torch.float32),
         torch.arange(width, device=device, dtype=torch.float32),
         indexing="ij",
     )
-    return (torch.stack([xs.flatten(), ys.flatten()], dim=1) + 0.5) * stride
+    return torch.stack([(xs.flatten() + 0.5) * stride_x, (ys.flatten() + 0.5) * stride_y], dim=1)
 
 
 def _similarity_from_points(
@@ -57,22 +61,23 @@ def _similarity_from_points(
 
 
 def fit_similarity(
-    sample_to_template: torch.Tensor, feat_hw: tuple[int, int], stride: float, *,
-    outlier_px: float | None = None,
+    sample_to_template: torch.Tensor, feat_hw: tuple[int, int],
+    stride: float | tuple[float, float], *, outlier_px: float | None = None,
 ) -> torch.Tensor:
     """Similarity transform sample -> template fitted to the matches of one scale (chapter 6).
 
     sample_to_template ``[N, S]`` (template cell per sample cell, -1 = unmatched) on maps of
-    ``feat_hw`` cells at ``stride`` pixels.  Returns ``[N, 2, 3]``.  After a first fit, matches
-    whose template cell lies more than ``outlier_px`` (default 1.5 cells) from the fitted point
-    are dropped and the fit is repeated.  No match -> the identity.
+    ``feat_hw`` cells at ``stride`` pixels (see :func:`cell_centres`).  Returns ``[N, 2, 3]``.
+    After a first fit, matches whose template cell lies more than ``outlier_px`` (default 1.5
+    cells) from the fitted point are dropped and the fit is repeated.  No match -> the identity.
     """
     if sample_to_template.dim() != 2 or sample_to_template.shape[1] != feat_hw[0] * feat_hw[1]:
         raise ValueError(
             f"sample_to_template must be [N, {feat_hw[0] * feat_hw[1]}] for feature maps "
             f"{feat_hw}, got {tuple(sample_to_template.shape)}"
         )
-    outlier_px = 1.5 * stride if outlier_px is None else outlier_px
+    cell_size = stride if isinstance(stride, (int, float)) else max(stride)
+    outlier_px = 1.5 * cell_size if outlier_px is None else outlier_px
     centres = cell_centres(*feat_hw, stride, device=sample_to_template.device)  # [S, 2]
     transforms = []
     for cells in sample_to_template:  # [S] per pair
@@ -108,7 +113,7 @@ def warp_template(
         )
     height, width = template_map.shape[-2:]
     image_h, image_w = image_hw
-    stride = image_h / height
+    stride = (image_h / height, image_w / width)
     centres = cell_centres(height, width, stride, device=template_map.device)  # [h*w, 2]
     points = centres @ transform[:, :, :2].transpose(1, 2) + transform[:, None, :, 2]  # [N, hw, 2]
     # grid_sample (align_corners=False) reads edge coordinate e at 2 e / size - 1

@@ -302,8 +302,10 @@ class BGNet(nn.Module):
         if config.align_fine_scales:
             finest = min(matches)
             feat_hw = tuple(template_feats[BACKBONE_STRIDES.index(finest)].shape[-2:])
+            # the actual stride, for images that the map does not divide evenly
+            stride_yx = (output_size[0] / feat_hw[0], output_size[1] / feat_hw[1])
             alignment = fit_similarity(
-                matches[finest].sample_to_template, feat_hw, finest
+                matches[finest].sample_to_template, feat_hw, stride_yx
             )  # [N, 2, 3]
         diff_feats = []
         for level, stride in enumerate(BACKBONE_STRIDES):
