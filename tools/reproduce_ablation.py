@@ -6,8 +6,9 @@
 
 Each entry of the JSON holds the test-split metrics of the run's best-on-validation checkpoint
 (unseen batches of the OCD-like set), matching quality, parameter size, and provenance (commit,
-profile, seed, device, wall time).  Runs are cached under runs/<profile>/ and reused.  A seed
-other than 0 gets its own run folders (``S2-seed1``) and JSON (``ablation-cpu-seed1.json``).
+profile, seed, device, wall time).  Runs are cached under runs/<profile>/ and reused.  The seed
+draws the dataset and the initialisation; a seed other than 0 gets its own run folders
+(``S2-seed1``) and JSON (``ablation-cpu-seed1.json``).
 """
 
 from __future__ import annotations
