@@ -84,15 +84,23 @@ def test_warp_identity_and_whole_cell_shift_against_slicing():
     assert torch.allclose(warped, expected, atol=1e-5)
 
 
-def test_model_aligns_the_unmatched_scales_only():
-    with pytest.raises(ValueError, match="align_fine_scales needs matching"):
-        BGNetConfig(variant="S2", align_fine_scales=True)
+def aligned_s4_on_random_pair(height: int, width: int):
+    """An untrained S4 with align_fine_scales (theta 0: always some matches), a random pair and
+    the model's output on it."""
     torch.manual_seed(0)
     model = BGNet(BGNetConfig(variant="S4", weights="none", theta=0.0,
                               align_fine_scales=True)).eval()
-    template, sample = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
+    template, sample = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
     with torch.no_grad():
         output = model(template, sample)
+    return model, template, sample, output
+
+
+def test_model_aligns_the_unmatched_scales_only():
+    with pytest.raises(ValueError, match="align_fine_scales needs matching"):
+        BGNetConfig(variant="S2", align_fine_scales=True)
+    model, template, sample, output = aligned_s4_on_random_pair(64, 64)
+    with torch.no_grad():
         template_feats, sample_feats = model.backbone(template), model.backbone(sample)
     expected_transform = fit_similarity(output["matches"][8].sample_to_template, (8, 8), 8)
     assert torch.equal(output["alignment"], expected_transform)
@@ -109,12 +117,7 @@ def test_model_aligns_the_unmatched_scales_only():
 
 
 def test_model_aligns_images_its_maps_do_not_divide():
-    torch.manual_seed(0)
-    model = BGNet(BGNetConfig(variant="S4", weights="none", theta=0.0,
-                              align_fine_scales=True)).eval()
-    template, sample = torch.rand(1, 3, 100, 76), torch.rand(1, 3, 100, 76)
-    with torch.no_grad():
-        output = model(template, sample)
+    output = aligned_s4_on_random_pair(100, 76)[3]
     assert output["logits"].shape == (1, 1, 100, 76)
     height, width = output["diff_feats"][2].shape[-2:]  # 13 x 10 at "1/8"
     expected = fit_similarity(output["matches"][8].sample_to_template, (height, width),

@@ -35,6 +35,8 @@ from bgnet_lite.provenance import provenance  # noqa: E402
 
 BASE = {"steps": 150, "batch_size": 4, "eval_every": 150, "val_pairs": 16, "lr": 1e-3,
         "focal_alpha": 0.9}
+# S5 with the matching loss and align_fine_scales
+ALIGN = {"match_loss": 1.0, "align_fine_scales": True}
 # name: (data variation, variant, overrides of BASE)
 RUNS = {
     "v0-S2-paper-loss": (0.0, "S2", {"focal_alpha": 0.0}),  # 0 = no alpha (the paper)
@@ -47,20 +49,16 @@ RUNS = {
     "v1-S5": (1.0, "S5", {}),
     "v1-S5-theta0.02": (1.0, "S5", {"theta": 0.02}),
     "v1-S5-match": (1.0, "S5", {"match_loss": 1.0}),
-    "v1-S5-match-align": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
+    "v1-S5-match-align": (1.0, "S5", ALIGN),
     # the same with no attention (S4-like), twice the depth, a softer matching temperature,
     # and half the variation
-    "v1-S5-match-align-depth0": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
-                                             "depth": 0}),
-    "v1-S5-match-align-depth2": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
-                                             "depth": 2}),
-    "v1-S5-match-align-T0.3": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
-                                           "temperature": 0.3}),
-    "v0.5-S5-match-align": (0.5, "S5", {"match_loss": 1.0, "align_fine_scales": True}),
+    "v1-S5-match-align-depth0": (1.0, "S5", {**ALIGN, "depth": 0}),
+    "v1-S5-match-align-depth2": (1.0, "S5", {**ALIGN, "depth": 2}),
+    "v1-S5-match-align-T0.3": (1.0, "S5", {**ALIGN, "temperature": 0.3}),
+    "v0.5-S5-match-align": (0.5, "S5", ALIGN),
     # the ~30-minute laptop budget the issue allows, on the most promising variants
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
-    "v1-S5-match-align-1200": (1.0, "S5", {"match_loss": 1.0, "align_fine_scales": True,
-                                           "steps": 1200, "eval_every": 300}),
+    "v1-S5-match-align-1200": (1.0, "S5", {**ALIGN, "steps": 1200, "eval_every": 300}),
 }
 
 

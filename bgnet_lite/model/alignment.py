@@ -22,13 +22,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _stride_yx(stride: float | tuple[float, float]) -> tuple[float, float]:
+    """One stride for both axes, or a (y, x) pair, as a (y, x) pair."""
+    return (stride, stride) if isinstance(stride, (int, float)) else tuple(stride)
+
+
 def cell_centres(
     height: int, width: int, stride: float | tuple[float, float], device=None
 ) -> torch.Tensor:
     """Centres of the cells of an ``height x width`` map at ``stride`` pixels (one number, or
     (y, x) for an image that the map does not divide evenly): ``[H*W, 2]`` (x, y), row-major
     like the matching's cell index ``y * W + x`` (chapter 6)."""
-    stride_y, stride_x = (stride, stride) if isinstance(stride, (int, float)) else stride
+    stride_y, stride_x = _stride_yx(stride)
     ys, xs = torch.meshgrid(
         torch.arange(height, device=device, dtype=torch.float32),
         torch.arange(width, device=device, dtype=torch.float32),
@@ -76,15 +81,13 @@ def fit_similarity(
             f"sample_to_template must be [N, {feat_hw[0] * feat_hw[1]}] for feature maps "
             f"{feat_hw}, got {tuple(sample_to_template.shape)}"
         )
-    cell_size = stride if isinstance(stride, (int, float)) else max(stride)
-    outlier_px = 1.5 * cell_size if outlier_px is None else outlier_px
+    outlier_px = 1.5 * max(_stride_yx(stride)) if outlier_px is None else outlier_px
     centres = cell_centres(*feat_hw, stride, device=sample_to_template.device)  # [S, 2]
     transforms = []
     for cells in sample_to_template:  # [S] per pair
         matched = cells >= 0
-        identity = torch.eye(2, 3, device=centres.device)
         if not matched.any():
-            transforms.append(identity)
+            transforms.append(torch.eye(2, 3, device=centres.device))  # the identity
             continue
         sample_points, template_points = centres[matched], centres[cells[matched]]
         transform = _similarity_from_points(sample_points, template_points)
