@@ -164,6 +164,13 @@ def build_parser() -> argparse.ArgumentParser:
                        help="S4/S5: resample the template at 1/2, 1/4 and 1/16 along a similarity "
                             "transform fitted to the 1/8 matches before subtracting (the paper "
                             "subtracts those scales in place)")
+    train.add_argument("--local-match-px", type=float, default=0.0, dest="local_match_px",
+                       help="at the scales without matching, subtract from each sample cell the "
+                            "template cell with the nearest feature within this many pixels "
+                            "(after --align-fine-scales, if given); 0 = in place, as in the paper")
+    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                       dest="lr_schedule",
+                       help="learning rate over the run: constant (default) or cosine decay to 0")
     train.add_argument("--focal-alpha", type=float, default=None, dest="focal_alpha",
                        help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1); "
                             "0 = unweighted, as in the paper (default: the profile's)")

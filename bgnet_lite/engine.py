@@ -8,6 +8,7 @@ Checkpoints are written atomically and loaded with ``torch.load(..., weights_onl
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import time
@@ -29,6 +30,21 @@ from .model.matching import flow_to_cell_targets, matching_accuracy
 from .profiles import get_profile
 from .provenance import provenance
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(base_lr: float, schedule: str, step: int, steps: int) -> float:
+    """The learning rate of optimisation step ``step`` (0-based) of ``steps`` (chapter 7).
+
+    "constant": ``base_lr`` throughout; "cosine": ``base_lr * (1 + cos(pi * step / steps)) / 2``,
+    from ``base_lr`` down towards 0 at the last step (SGDR without restarts, Loshchilov & Hutter).
+    """
+    if schedule == "constant":
+        return base_lr
+    if schedule == "cosine":
+        return base_lr * 0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(steps, 1)))
+    raise ValueError(f"unknown lr_schedule {schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+
 
 @dataclass
 class TrainConfig:
@@ -48,6 +64,8 @@ class TrainConfig:
     match_loss: float = 0.0  # weight of the matching loss; 0 = the paper (off)
     soft_match: bool = False
     align_fine_scales: bool = False  # deviation: resample 1/2, 1/4, 1/16 along the matches
+    local_match_px: float = 0.0  # deviation: nearest template feature within N px, unmatched scales
+    lr_schedule: str = "constant"  # "constant" (the paper names none) or "cosine" decay to 0
     focal_alpha: float | None = None  # alpha-balanced focal loss; 0 = off (the paper)
     theta: float | None = None
     temperature: float | None = None  # matching score scale (chapter 5); None = the model's
@@ -66,6 +84,9 @@ class TrainConfig:
                 setattr(self, name, getattr(profile, name))
         if self.size is None:
             self.size = profile.image_size
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                             f"got {self.lr_schedule!r}")
         if not 0 <= self.focal_alpha < 1:
             raise ValueError(f"focal_alpha must be in [0, 1) (0 = off, the paper), "
                              f"got {self.focal_alpha}")
@@ -78,7 +99,8 @@ class TrainConfig:
     def model_config(self, num_classes: int) -> BGNetConfig:
         overrides = {"num_classes": 1 if num_classes == 2 else num_classes,
                      "weights": self.weights, "soft_match": self.soft_match,
-                     "align_fine_scales": self.align_fine_scales}
+                     "align_fine_scales": self.align_fine_scales,
+                     "local_match_px": self.local_match_px}
         if self.theta is not None:
             overrides["theta"] = self.theta
         if self.temperature is not None:
@@ -240,6 +262,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
             batches = iter(train_loader)
             batch = next(batches)
         batch = _to_device(batch, device)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate(config.lr, config.lr_schedule, step, config.steps)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss, seg_loss, match_term, _ = compute_loss(model, batch, config.match_loss,
                                                          num_classes, config.focal_alpha)

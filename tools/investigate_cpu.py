@@ -56,6 +56,8 @@ RUNS = {
     "v1-S5-match-align-depth2": (1.0, "S5", {**ALIGN, "depth": 2}),
     "v1-S5-match-align-T0.3": (1.0, "S5", {**ALIGN, "temperature": 0.3}),
     "v0.5-S5-match-align": (0.5, "S5", ALIGN),
+    # local_match_px: the nearest template feature within 6 px at 1/2 and 1/4, after the alignment
+    "v1-S5-match-align-local6": (1.0, "S5", {**ALIGN, "local_match_px": 6.0}),
     # the ~30-minute laptop budget the issue allows, on the most promising variants
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
     "v1-S5-match-align-1200": (1.0, "S5", {**ALIGN, "steps": 1200, "eval_every": 300}),

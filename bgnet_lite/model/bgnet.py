@@ -14,7 +14,9 @@ S5      yes       yes        yes       matched subtraction of attention outputs 
 
 At every scale without matching the subtraction is direct (same position), as in Sec. 3.5,
 unless the deviation flag ``align_fine_scales`` resamples the template there along a similarity
-transform fitted to the 1/8 matches (``alignment.py``).
+transform fitted to the 1/8 matches (``alignment.py``) and/or the deviation flag
+``local_match_px`` subtracts the nearest template feature within a small window
+(``local_match.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bgnet_lite.model.alignment import fit_similarity, warp_template
 from bgnet_lite.model.attention import SelfCrossStack
 from bgnet_lite.model.backbone import BACKBONE_CHANNELS, BACKBONE_STRIDES, ResNet18Backbone
 from bgnet_lite.model.fusion import FusionDecoder
+from bgnet_lite.model.local_match import local_matched_subtraction, window_radius
 from bgnet_lite.model.matching import (
     MatchConfig,
     MatchResult,
@@ -74,6 +77,10 @@ class BGNetConfig:
     align_fine_scales: deviation flag; fit a similarity transform to the matches of the finest
     matched scale and resample the template features of the unmatched scales (1/2, 1/4, 1/16)
     along it before subtracting (the paper subtracts those in place). Needs matching.
+    local_match_px: deviation flag; at every scale without matching, subtract from each sample
+    cell the template cell with the nearest feature within this many image pixels (after the
+    alignment, if any); 0 = off (the paper: in place). Components that move on their own by a
+    few pixels are what it is for.
     chunked_matching: MNN without the L x S matrix (for large images at inference); the dense
     path is still used when the probabilities are needed (soft_match, need_match_prob).
     """
@@ -87,6 +94,7 @@ class BGNetConfig:
     matching: bool | None = None
     soft_match: bool = False
     align_fine_scales: bool = False
+    local_match_px: float = 0.0
     attention_scales: tuple[int, ...] = ATTENTION_STRIDES
     depth_8: int = 1
     depth_32: int = 2
@@ -118,6 +126,10 @@ class BGNetConfig:
             raise ValueError("attention and matching need siamese=True (two feature sets)")
         if self.align_fine_scales and not (self.matching and self.attention_scales):
             raise ValueError("align_fine_scales needs matching (variant S4 or S5)")
+        if self.local_match_px < 0:
+            raise ValueError(f"local_match_px must be >= 0 (0 = off), got {self.local_match_px}")
+        if self.local_match_px and not self.siamese:
+            raise ValueError("local_match_px needs siamese=True (a template map to search)")
         if not 0.0 <= self.theta <= 1.0:
             raise ValueError(f"theta is a probability threshold in [0, 1], got {self.theta}")
         if self.temperature <= 0:
@@ -297,7 +309,8 @@ class BGNet(nn.Module):
 
         # 4. Matched subtraction (eq. 8) where matched, direct subtraction elsewhere; with
         #    align_fine_scales (deviation) the template is first resampled along a similarity
-        #    transform fitted to the finest scale's matches.
+        #    transform fitted to the finest scale's matches, with local_match_px (deviation)
+        #    each sample cell then subtracts the nearest template feature in a small window.
         alignment = None
         if config.align_fine_scales:
             finest = min(matches)
@@ -318,11 +331,12 @@ class BGNet(nn.Module):
                     sample_feats[level], template_feats[level],
                     matches[stride].sample_to_template,
                 )
-            elif alignment is not None:
-                aligned = warp_template(template_feats[level], alignment, output_size)
-                diff = sample_feats[level] - aligned
             else:
-                diff = sample_feats[level] - template_feats[level]
+                template_map = template_feats[level]
+                if alignment is not None:
+                    template_map = warp_template(template_map, alignment, output_size)
+                radius = window_radius(config.local_match_px, stride)
+                diff = local_matched_subtraction(sample_feats[level], template_map, radius)
             diff_feats.append(diff)  # [N, C_i, H_i, W_i]
 
         # 5. U-Net-like fusion of the five difference maps -> per-pixel logits.
