@@ -27,13 +27,15 @@ PAPER_BGNET_MB = 47.70  # Table 3 of the paper, unit "MB" undefined there
 # rows: the five variants, then S5 with match_chunked (no dense L x S matrix), S5 with one
 # instead of two self/cross repetitions at 1/32 (the most expensive attention block), and S5
 # with Q/K/V 128 wide (eq. 11's C_1) instead of the backbone's 512 channels at 1/32, and S5
-# with align_fine_scales (the similarity fit and three resampled template maps)
+# with align_fine_scales (the similarity fit and three resampled template maps), and that plus
+# local_match_px = 6 (the window search at 1/2 and 1/4)
 ROWS = {
     **{variant: (variant, {}) for variant in VARIANTS},
     "S5-chunked": ("S5", {"chunked_matching": True}),
     "S5-d32=1": ("S5", {"depth_32": 1}),
     "S5-C1=128": ("S5", {"attention_dim": 128}),
     "S5-align": ("S5", {"align_fine_scales": True}),
+    "S5-local": ("S5", {"align_fine_scales": True, "local_match_px": 6.0}),
 }
 
 
@@ -102,7 +104,7 @@ def main() -> None:
         model_params = sizes_mib[name] * 2**20 / 4 / 1e6
         cells = " | ".join(f"{seconds[name][size] * 1e3:8.1f}" for size in args.sizes)
         print(f"{name:10s} | {cells} | {model_params:10.2f} | {sizes_mib[name]:9.2f}")
-    for name in ("S5", "S5-C1=128", "S5-align"):
+    for name in ("S5", "S5-C1=128", "S5-align", "S5-local"):
         ratios = " | ".join(
             f"{size}²: {seconds[name][size] / seconds['S2'][size]:.2f}" for size in args.sizes
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from PIL import Image
 from bgnet_lite.cli import build_parser
 from bgnet_lite.cli import main as cli_main
 from bgnet_lite.data.synth import SynthConfig, write_synth_dataset
-from bgnet_lite.engine import TrainConfig, load_checkpoint, train
+from bgnet_lite.engine import TrainConfig, learning_rate, load_checkpoint, train
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +63,20 @@ def test_match_loss_and_soft_match_train(tiny_data, tmp_path):
     aligned = train(_config(tiny_data, tmp_path / "align", match_loss=1.0,
                             align_fine_scales=True, attention_dim=32), progress=False)
     assert aligned["steps"] == 2
+    local = train(_config(tiny_data, tmp_path / "local", match_loss=0.1, align_fine_scales=True,
+                          local_match_px=6.0, lr_schedule="cosine"), progress=False)
+    assert local["steps"] == 2
 
 
 def test_cli_options_reach_the_model_config(tmp_path):
     args = build_parser().parse_args(
         ["train", "DATA", "--out", str(tmp_path), "--variant", "S4", "--align-fine-scales",
-         "--attention-dim", "64", "--soft-match", "--theta", "0.3", "--temperature", "0.05"])
-    model_config = TrainConfig.from_args(args).model_config(num_classes=2)
+         "--attention-dim", "64", "--soft-match", "--theta", "0.3", "--temperature", "0.05",
+         "--local-match-px", "6", "--lr-schedule", "cosine"])
+    train_config = TrainConfig.from_args(args)
+    assert train_config.lr_schedule == "cosine"
+    model_config = train_config.model_config(num_classes=2)
+    assert model_config.local_match_px == 6.0
     assert model_config.variant == "S4" and model_config.num_classes == 1
     assert model_config.align_fine_scales and model_config.soft_match
     assert model_config.attention_dim == 64
@@ -76,6 +84,7 @@ def test_cli_options_reach_the_model_config(tmp_path):
     default = TrainConfig.from_args(build_parser().parse_args(
         ["train", "DATA", "--out", str(tmp_path)])).model_config(num_classes=2)
     assert not default.align_fine_scales and default.attention_dim is None
+    assert default.local_match_px == 0.0
     assert (default.theta, default.temperature) == (0.2, 0.1)
 
 
@@ -139,3 +148,29 @@ def test_compute_loss_applies_focal_alpha(tiny_data, alpha):
     reference = sigmoid_focal_loss(outputs["logits"][:, 0], batch["mask"].float(),
                                    alpha=alpha or -1, gamma=2.0, reduction="mean")
     torch.testing.assert_close(seg_loss, reference.detach())
+
+
+def test_learning_rate_schedules_against_hand_values():
+    assert learning_rate(1e-3, "constant", 7, 10) == 1e-3
+    # cos(0) = 1, cos(pi / 2) = 0, cos(pi) = -1
+    assert learning_rate(1e-3, "cosine", 0, 100) == pytest.approx(1e-3)
+    assert learning_rate(1e-3, "cosine", 50, 100) == pytest.approx(5e-4)
+    assert learning_rate(1e-3, "cosine", 100, 100) == pytest.approx(0.0, abs=1e-15)
+    assert learning_rate(2.0, "cosine", 25, 100) == pytest.approx(1 + math.sqrt(0.5))
+    with pytest.raises(ValueError, match="lr_schedule"):
+        TrainConfig(data="d", out="o", lr_schedule="step")
+
+
+def test_cosine_schedule_reaches_the_optimizer(tiny_data, tmp_path, monkeypatch):
+    seen = []
+    original_step = torch.optim.Adam.step
+
+    def recording_step(self, *args, **kwargs):
+        seen.append(self.param_groups[0]["lr"])
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    train(_config(tiny_data, tmp_path / "cos", lr=1e-3, lr_schedule="cosine", steps=4),
+          progress=False)
+    expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * step / 4)) for step in range(4)]
+    assert seen == pytest.approx(expected)

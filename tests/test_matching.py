@@ -325,3 +325,18 @@ def test_matching_accuracy_hand_case():
     assert wrap["within_one_cell"] == 0  # (x3, y0) vs (x0, y1): 3 cells apart in x
     empty = matching_accuracy(torch.tensor([[-1]]), torch.tensor([[2]]), feat_w=4)
     assert empty["matches"] == 0 and math.isnan(empty["share_within_one_cell"])
+
+
+def test_no_grad_path_is_bit_identical_to_the_autograd_path():
+    # without autograd the probabilities are computed in place (fewer L x S buffers); the
+    # arithmetic must be the same to the last bit, or dense and chunked matches could differ
+    template, sample = tied_features(45, 38, 8, seed=3)
+    config = MatchConfig(theta=0.01, temperature=0.5, chunk_size=16)
+    with torch.no_grad():
+        plain = match_dense(template, sample, config)
+    tracked = match_dense(template.clone().requires_grad_(True),
+                          sample.clone().requires_grad_(True), config)
+    assert tracked.match_prob.requires_grad and not plain.match_prob.requires_grad
+    assert torch.equal(tracked.match_prob.detach(), plain.match_prob)
+    assert torch.equal(tracked.sample_to_template, plain.sample_to_template)
+    assert torch.equal(tracked.matched_prob.detach(), plain.matched_prob)

@@ -4,7 +4,7 @@
     python tools/investigate_cpu.py --only v1-S2,v1-S5-match
 
 Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget
-(two long runs excepted) and is scored on the unseen-batch test split: defect IoU at the 0.5
+(three long runs excepted) and is scored on the unseen-batch test split: defect IoU at the 0.5
 threshold, defect IoU at the threshold that is best on the validation split, and the average
 precision (AP) of the per-pixel defect probability (chance = the share of defect pixels), plus
 matching quality where the model matches.  The axes are the data variation (0 = aligned
@@ -58,9 +58,22 @@ RUNS = {
     "v0.5-S5-match-align": (0.5, "S5", ALIGN),
     # local_match_px: the nearest template feature within 6 px at 1/2 and 1/4, after the alignment
     "v1-S5-match-align-local6": (1.0, "S5", {**ALIGN, "local_match_px": 6.0}),
+    # ... with a window of 10 px, a matching loss weighted 0.1, a cosine learning-rate decay
+    "v1-S5-match-align-local10": (1.0, "S5", {**ALIGN, "local_match_px": 10.0}),
+    "v1-S5-match0.1-align-local6": (1.0, "S5", {**ALIGN, "match_loss": 0.1,
+                                                "local_match_px": 6.0}),
+    "v1-S5-match-align-local6-cosine": (1.0, "S5", {**ALIGN, "local_match_px": 6.0,
+                                                    "lr_schedule": "cosine"}),
+    "v1-S5-match0.03-align-local6": (1.0, "S5", {**ALIGN, "match_loss": 0.03,
+                                                 "local_match_px": 6.0}),
+    "v1-S5-match0.1-align-local6-T0.3": (1.0, "S5", {**ALIGN, "match_loss": 0.1,
+                                                     "local_match_px": 6.0, "temperature": 0.3}),
     # the ~30-minute laptop budget the issue allows, on the most promising variants
     "v1-S5-match-1200": (1.0, "S5", {"match_loss": 1.0, "steps": 1200, "eval_every": 300}),
     "v1-S5-match-align-1200": (1.0, "S5", {**ALIGN, "steps": 1200, "eval_every": 300}),
+    "v1-S5-match0.1-align-local6-1200": (1.0, "S5", {**ALIGN, "match_loss": 0.1,
+                                                     "local_match_px": 6.0, "steps": 1200,
+                                                     "eval_every": 300}),
 }
 
 

@@ -36,8 +36,11 @@ RUNS = {
     "S5-soft": ("S5", {"soft_match": True}),
     # deviation: also align 1/2, 1/4, 1/16 along a similarity fitted to the 1/8 matches
     "S5-align": ("S5", {"match_loss": 1.0, "align_fine_scales": True}),
+    # deviation: then subtract the nearest template feature within 6 px at 1/2 and 1/4; the
+    # matching loss weighs 0.1 (results/investigation-cpu.json: 1.0 holds the segmentation back)
+    "S5-local": ("S5", {"match_loss": 0.1, "align_fine_scales": True, "local_match_px": 6.0}),
 }
-DEFAULT_RUNS = ("S2", "S5", "S5-match", "S5-soft", "S5-align")
+DEFAULT_RUNS = ("S2", "S5", "S5-match", "S5-soft", "S5-align", "S5-local")
 
 
 def main(argv=None) -> int:

@@ -146,17 +146,17 @@ def _log_normalizers(
     for start, stop in _row_blocks(template_feats.shape[1], block):
         scores = _score_block(template_feats[:, start:stop], sample_feats, scale)  # [N, r, S]
         row_max = scores.amax(dim=2, keepdim=True).detach()  # [N, r, 1]
-        row_sum = torch.exp(scores - row_max).sum(dim=2, keepdim=True)
+        row_sum = _exp_shifted(scores, row_max).sum(dim=2, keepdim=True)
         row_lse_blocks.append(row_max + torch.log(row_sum))
         block_max = scores.amax(dim=1, keepdim=True).detach()  # [N, 1, S]
         if col_max is None:
             col_max = block_max
-            col_sum = torch.exp(scores - col_max).sum(dim=1, keepdim=True)
+            col_sum = _exp_shifted(scores, col_max).sum(dim=1, keepdim=True)
         else:
             new_max = torch.maximum(col_max, block_max)
-            col_sum = col_sum * torch.exp(col_max - new_max) + torch.exp(scores - new_max).sum(
-                dim=1, keepdim=True
-            )
+            col_sum = col_sum * torch.exp(col_max - new_max) + _exp_shifted(
+                scores, new_max
+            ).sum(dim=1, keepdim=True)
             col_max = new_max
         if keep_scores:
             score_blocks.append(scores)
@@ -168,7 +168,22 @@ def _block_match_prob(
     scores: torch.Tensor, row_lse: torch.Tensor, col_lse: torch.Tensor
 ) -> torch.Tensor:
     """Eq. 14 for one block: ``exp(s - row_lse) * exp(s - col_lse)`` in one exp. [N, r, S]."""
-    return torch.exp(2.0 * scores - row_lse - col_lse)
+    if _needs_graph(scores):
+        return torch.exp(2.0 * scores - row_lse - col_lse)
+    prob = scores * 2.0  # the same operations in place: bit-identical, no new L x S buffers
+    return prob.sub_(row_lse).sub_(col_lse).exp_()
+
+
+def _needs_graph(tensor: torch.Tensor) -> bool:
+    return torch.is_grad_enabled() and tensor.requires_grad
+
+
+def _exp_shifted(scores: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """``exp(scores - shift)``; without autograd in one new buffer instead of two (the L x S
+    temporaries, not the arithmetic, dominate the CPU time of matching at inference)."""
+    if _needs_graph(scores):
+        return torch.exp(scores - shift)
+    return torch.sub(scores, shift).exp_()
 
 
 # ----------------------------------------------------------------------------- eq. 15, Alg. 1
@@ -241,7 +256,8 @@ def match_dense(
             _row_blocks(template_feats.shape[1], config.chunk_size), score_blocks, strict=True
         )
     ]
-    match_prob = torch.cat(prob_blocks, dim=1)  # [N, L, S]
+    # one block (the usual case) needs no copy
+    match_prob = prob_blocks[0] if len(prob_blocks) == 1 else torch.cat(prob_blocks, dim=1)
     sample_to_template, matched_prob = mutual_nearest_neighbours(match_prob, config.theta)
     return MatchResult(sample_to_template, matched_prob, match_prob)
 
