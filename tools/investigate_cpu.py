@@ -1,6 +1,6 @@
 """The issue-3 investigation: why S5 does not beat S2 in a laptop budget, and what changes it.
 
-    python tools/investigate_cpu.py                  # every run below, ~2 h on 2 idle cores
+    python tools/investigate_cpu.py                  # every run below, ~3 h on 2 idle cores
     python tools/investigate_cpu.py --only v1-S2,v1-S5-match
 
 Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget
@@ -9,8 +9,9 @@ threshold, defect IoU at the threshold that is best on the validation split, and
 precision (AP) of the per-pixel defect probability (chance = the share of defect pixels), plus
 matching quality where the model matches.  The axes are the data variation (0 = aligned
 backgrounds), the focal loss's alpha, the learning rate, theta, and, for S5 with the matching
-loss and align_fine_scales, the attention depth and the matching temperature.  Results go to
-results/investigation-cpu.json with provenance.
+loss and align_fine_scales, the attention depth, the matching temperature, and local_match_px
+with its window and the matching loss's weight.  Results go to results/investigation-cpu.json
+with provenance.
 """
 
 from __future__ import annotations
