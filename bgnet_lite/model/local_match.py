@@ -60,10 +60,14 @@ def local_best_offsets(
     xs = torch.arange(width, device=device)[None, :].expand(height, width)
     best_dist = torch.full((batch, height, width), float("inf"), device=device)
     best_index = (ys * width + xs).expand(batch, height, width).clone()
+    # reused buffers: the [N, C, H, W] temporaries, not the arithmetic, dominate the CPU time
+    difference = torch.empty_like(sample)
+    dist = torch.empty_like(best_dist)
     for dy, dx in window_displacements(radius):
         inside = (ys + dy >= 0) & (ys + dy < height) & (xs + dx >= 0) & (xs + dx < width)
         shifted = padded[:, :, radius + dy: radius + dy + height, radius + dx: radius + dx + width]
-        dist = (sample - shifted).pow(2).sum(dim=1)  # [N, H, W]
+        torch.sub(sample, shifted, out=difference)
+        torch.sum(difference.square_(), dim=1, out=dist)  # [N, H, W]
         better = (dist < best_dist) & inside
         best_dist = torch.where(better, dist, best_dist)
         best_index = torch.where(better, (ys + dy) * width + (xs + dx), best_index)
