@@ -16,8 +16,8 @@ subtracted:
 Ties keep the smaller displacement (``d = 0`` first), cells outside the map are never chosen,
 and, as in eq. 8, the choice is discrete (no gradient) while the subtraction passes gradients
 to both feature maps.  The radius is given in image pixels and converted per scale,
-``r = round(local_match_px / stride)``, so 6 px is 3 cells at 1/2, 2 at 1/4 (1.5 rounds to
-2) and 0 (no search) at 1/16.
+``r = floor(local_match_px / stride + 1/2)``, so 6 px is 3 cells at 1/2, 2 at 1/4 (1.5 rounds
+up) and 0 (no search) at 1/16.
 """
 
 from __future__ import annotations
