@@ -209,6 +209,35 @@ def evaluate(model: BGNet, loader, device: torch.device, num_classes: int,
     return metrics
 
 
+@torch.no_grad()
+def defect_iou_by_type(model: BGNet, loader, device: torch.device | str = "cpu") -> dict:
+    """Defect IoU per value of the dataset's ``defect`` column, over a whole split (chapter 7).
+
+    Every class but the background counts as "defect" (binary IoU), accumulated per type over
+    all its pairs like the confusion matrix of :func:`evaluate`.  Pairs without a ``defect``
+    column are counted as "unlabelled".  Returns ``{type: {"pairs", "truth_px_per_pair",
+    "defect_iou"}}`` sorted by type; the IoU is NaN for a type with no defect pixel predicted
+    or true.
+    """
+    was_training = model.training
+    model.eval()
+    totals: dict[str, list[int]] = {}  # type -> [pairs, intersection, union, true pixels]
+    for batch in loader:
+        batch = _to_device(batch, torch.device(device))
+        prediction = logits_to_prediction(model(batch["template"], batch["sample"])["logits"])
+        for index, meta in enumerate(batch["meta"]):
+            truth, predicted = batch["mask"][index] > 0, prediction[index] > 0  # [H, W]
+            total = totals.setdefault(meta.get("defect") or "unlabelled", [0, 0, 0, 0])
+            total[0] += 1
+            total[1] += int((truth & predicted).sum())
+            total[2] += int((truth | predicted).sum())
+            total[3] += int(truth.sum())
+    model.train(was_training)
+    return {kind: {"pairs": pairs, "truth_px_per_pair": truth_px / pairs,
+                   "defect_iou": intersection / union if union else float("nan")}
+            for kind, (pairs, intersection, union, truth_px) in sorted(totals.items())}
+
+
 def _loaders(config: TrainConfig, generator: torch.Generator):
     augment = Augment() if config.augment else None
     train_set = PairDataset(config.data, "train", size=config.size, augment=augment,

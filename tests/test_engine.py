@@ -13,7 +13,13 @@ from PIL import Image
 from bgnet_lite.cli import build_parser
 from bgnet_lite.cli import main as cli_main
 from bgnet_lite.data.synth import SynthConfig, write_synth_dataset
-from bgnet_lite.engine import TrainConfig, learning_rate, load_checkpoint, train
+from bgnet_lite.engine import (
+    TrainConfig,
+    defect_iou_by_type,
+    learning_rate,
+    load_checkpoint,
+    train,
+)
 
 
 @pytest.fixture(scope="module")
@@ -174,3 +180,38 @@ def test_cosine_schedule_reaches_the_optimizer(tiny_data, tmp_path, monkeypatch)
           progress=False)
     expected = [1e-3 * 0.5 * (1 + math.cos(math.pi * step / 4)) for step in range(4)]
     assert seen == pytest.approx(expected)
+
+
+class _BrightIsDefect(torch.nn.Module):
+    """A stand-in model: defect wherever the sample's first channel exceeds 0.5."""
+
+    def forward(self, template, sample):
+        return {"logits": (sample[:, :1] - 0.5) * 20}
+
+
+def _pair(kind, sample_rows, mask_rows):
+    sample = torch.zeros(3, 4, 4)
+    sample[0, sample_rows] = 1.0
+    mask = torch.zeros(4, 4, dtype=torch.long)
+    mask[mask_rows] = 1
+    return {"template": torch.zeros(3, 4, 4), "sample": sample, "mask": mask,
+            "meta": {"defect": kind} if kind else {}}
+
+
+def test_defect_iou_by_type_against_hand_counts():
+    pairs = [_pair("scratch", slice(0, 1), slice(0, 2)),  # 4 of 8 true pixels found
+             _pair("scratch", slice(0, 2), slice(0, 1)),  # 4 true pixels, 4 false alarms
+             _pair("stain", slice(3, 4), slice(3, 4)),  # exact
+             _pair(None, slice(0, 0), slice(1, 2))]  # no defect column, nothing found
+    batches = [{"template": torch.stack([p["template"] for p in chunk]),
+                "sample": torch.stack([p["sample"] for p in chunk]),
+                "mask": torch.stack([p["mask"] for p in chunk]),
+                "meta": [p["meta"] for p in chunk]} for chunk in (pairs[:3], pairs[3:])]
+    model = _BrightIsDefect().train()
+    result = defect_iou_by_type(model, batches)
+    assert model.training  # restored
+    assert list(result) == ["scratch", "stain", "unlabelled"]
+    # scratch: intersection 4 + 4, union 8 + 8 over its two pairs; 12 true pixels in 2 pairs
+    assert result["scratch"] == {"pairs": 2, "truth_px_per_pair": 6.0, "defect_iou": 0.5}
+    assert result["stain"]["defect_iou"] == 1.0
+    assert result["unlabelled"]["defect_iou"] == 0.0

@@ -16,8 +16,8 @@ subtracted:
 Ties keep the smaller displacement (``d = 0`` first), cells outside the map are never chosen,
 and, as in eq. 8, the choice is discrete (no gradient) while the subtraction passes gradients
 to both feature maps.  The radius is given in image pixels and converted per scale,
-``r = round(local_match_px / stride)``, so 6 px is 3 cells at 1/2, 2 at 1/4 (1.5 rounds to
-2) and 0 (no search) at 1/16.
+``r = floor(local_match_px / stride + 1/2)``, so 6 px is 3 cells at 1/2, 2 at 1/4 (1.5 rounds
+up) and 0 (no search) at 1/16.
 """
 
 from __future__ import annotations
@@ -60,10 +60,14 @@ def local_best_offsets(
     xs = torch.arange(width, device=device)[None, :].expand(height, width)
     best_dist = torch.full((batch, height, width), float("inf"), device=device)
     best_index = (ys * width + xs).expand(batch, height, width).clone()
+    # reused buffers: the [N, C, H, W] temporaries, not the arithmetic, dominate the CPU time
+    difference = torch.empty_like(sample)
+    dist = torch.empty_like(best_dist)
     for dy, dx in window_displacements(radius):
         inside = (ys + dy >= 0) & (ys + dy < height) & (xs + dx >= 0) & (xs + dx < width)
         shifted = padded[:, :, radius + dy: radius + dy + height, radius + dx: radius + dx + width]
-        dist = (sample - shifted).pow(2).sum(dim=1)  # [N, H, W]
+        torch.sub(sample, shifted, out=difference)
+        torch.sum(difference.square_(), dim=1, out=dist)  # [N, H, W]
         better = (dist < best_dist) & inside
         best_dist = torch.where(better, dist, best_dist)
         best_index = torch.where(better, (ys + dy) * width + (xs + dx), best_index)
