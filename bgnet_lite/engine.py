@@ -213,29 +213,30 @@ def evaluate(model: BGNet, loader, device: torch.device, num_classes: int,
 def defect_iou_by_type(model: BGNet, loader, device: torch.device | str = "cpu") -> dict:
     """Defect IoU per value of the dataset's ``defect`` column, over a whole split (chapter 7).
 
-    Every class but the background counts as "defect" (binary IoU), accumulated per type over
-    all its pairs like the confusion matrix of :func:`evaluate`.  Pairs without a ``defect``
-    column are counted as "unlabelled".  Returns ``{type: {"pairs", "truth_px_per_pair",
-    "defect_iou"}}`` sorted by type; the IoU is NaN for a type with no defect pixel predicted
-    or true.
+    One confusion matrix per type, accumulated over all its pairs like :func:`evaluate`'s;
+    its ``defect_iou`` counts every class but the background as "defect".  Pairs without a
+    ``defect`` column are counted as "unlabelled".  Returns ``{type: {"pairs",
+    "truth_px_per_pair", "defect_iou"}}`` sorted by type; the IoU is NaN for a type with no
+    defect pixel predicted or true.
     """
     was_training = model.training
     model.eval()
-    totals: dict[str, list[int]] = {}  # type -> [pairs, intersection, union, true pixels]
+    num_classes = max(model.config.num_classes, 2)
+    confusions: dict[str, ConfusionMatrix] = {}
+    pairs: dict[str, int] = {}
     for batch in loader:
         batch = _to_device(batch, torch.device(device))
         prediction = logits_to_prediction(model(batch["template"], batch["sample"])["logits"])
         for index, meta in enumerate(batch["meta"]):
-            truth, predicted = batch["mask"][index] > 0, prediction[index] > 0  # [H, W]
-            total = totals.setdefault(meta.get("defect") or "unlabelled", [0, 0, 0, 0])
-            total[0] += 1
-            total[1] += int((truth & predicted).sum())
-            total[2] += int((truth | predicted).sum())
-            total[3] += int(truth.sum())
+            kind = meta.get("defect") or "unlabelled"
+            confusion = confusions.setdefault(kind, ConfusionMatrix(num_classes))
+            confusion.update(prediction[index:index + 1], batch["mask"][index:index + 1])
+            pairs[kind] = pairs.get(kind, 0) + 1
     model.train(was_training)
-    return {kind: {"pairs": pairs, "truth_px_per_pair": truth_px / pairs,
-                   "defect_iou": intersection / union if union else float("nan")}
-            for kind, (pairs, intersection, union, truth_px) in sorted(totals.items())}
+    return {kind: {"pairs": pairs[kind],
+                   "truth_px_per_pair": int(confusions[kind].matrix[1:].sum()) / pairs[kind],
+                   "defect_iou": confusions[kind].compute()["defect_iou"]}
+            for kind in sorted(confusions)}
 
 
 def _loaders(config: TrainConfig, generator: torch.Generator):

@@ -20,6 +20,7 @@ from bgnet_lite.engine import (
     load_checkpoint,
     train,
 )
+from bgnet_lite.model.bgnet import BGNetConfig
 
 
 @pytest.fixture(scope="module")
@@ -184,6 +185,8 @@ def test_cosine_schedule_reaches_the_optimizer(tiny_data, tmp_path, monkeypatch)
 
 class _BrightIsDefect(torch.nn.Module):
     """A stand-in model: defect wherever the sample's first channel exceeds 0.5."""
+
+    config = BGNetConfig(variant="S2")  # binary: one logit
 
     def forward(self, template, sample):
         return {"logits": (sample[:, :1] - 0.5) * 20}
