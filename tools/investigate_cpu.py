@@ -75,7 +75,7 @@ RUNS = {
     "v1-S5-match0.1-align-local6-1200": (1.0, "S5", {**ALIGN, "match_loss": 0.1,
                                                      "local_match_px": 6.0, "steps": 1200,
                                                      "eval_every": 300}),
-    # the full ~30 minutes (1,800 steps) with a cosine decay, for the best S5 and for S2;
+    # the full ~30 minutes (1,800 steps) with a cosine decay, for the best S5 and for S2
     "v1-S5-match0.1-align-local6-1800-cosine": (1.0, "S5", {**ALIGN, "match_loss": 0.1,
                                                             "local_match_px": 6.0,
                                                             "steps": 1800, "eval_every": 300,
