@@ -14,8 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bgnet_lite.data import synth
-from bgnet_lite.data.io import load_flow, read_image
+from bgnet_lite.data.io import SPLITS, load_flow, read_image
 from bgnet_lite.data.synth import (
     DEFECT_TYPES,
     PAPER_DEFECT_COUNTS,
@@ -28,6 +27,8 @@ from bgnet_lite.data.synth import (
     render_template,
     write_synth_dataset,
 )
+from bgnet_lite.data.synth import writer as synth_writer
+from bgnet_lite.data.synth.scene import _batch_scene
 
 # five pairs over three batches cover every defect type once
 SMALL = SynthConfig(pairs=5, size=64, batches=3)
@@ -43,7 +44,7 @@ def pairs_of(config):
 
 
 def similarity_inverse(params, size, xs, ys):
-    """Scene point seen at sample pixel (xs, ys), written out independently of synth.py:
+    """Scene point seen at sample pixel (xs, ys), written out independently of the generator:
     the sample is the template scaled by s, turned by a, shifted by t about the centre c,
     i.e. q = c + s R(a) (p - c) + t, so p = c + R(-a) (q - c - t) / s."""
     c = (size - 1) / 2
@@ -60,7 +61,7 @@ def grey(image):
 
 def test_same_seed_same_pair_other_seed_other_pair():
     first = generate_pair(SMALL, 1, 2)
-    synth._batch_scene.cache_clear()  # re-render the batch too
+    _batch_scene.cache_clear()  # re-render the batch too
     again = generate_pair(SMALL, 1, 2)
     for name in ("template", "sample", "mask"):
         assert np.array_equal(getattr(first, name), getattr(again, name)), name
@@ -260,7 +261,7 @@ def test_batch_split_separates_batches_and_inbatch_split_covers_them():
     config = SynthConfig()
     schedule = defect_schedule(config)
     split = batch_splits(config)
-    batches_in = {name: {b for b, _ in schedule if split[b] == name} for name in synth._SPLITS}
+    batches_in = {name: {b for b, _ in schedule if split[b] == name} for name in SPLITS}
     assert [len(batches_in[name]) for name in ("train", "val", "test")] == [16, 4, 4]
     assert not (batches_in["train"] & batches_in["val"])
     assert not (batches_in["train"] & batches_in["test"])
@@ -328,7 +329,7 @@ def test_two_workers_write_the_same_bytes(tmp_path):
 
 def test_failure_midway_leaves_no_folder(tmp_path, monkeypatch):
     calls = []
-    real = synth.generate_pair
+    real = synth_writer.generate_pair
 
     def failing(config, batch, index):
         calls.append(index)
@@ -336,7 +337,7 @@ def test_failure_midway_leaves_no_folder(tmp_path, monkeypatch):
             raise RuntimeError("boom")
         return real(config, batch, index)
 
-    monkeypatch.setattr(synth, "generate_pair", failing)
+    monkeypatch.setattr(synth_writer, "generate_pair", failing)
     with pytest.raises(RuntimeError, match="boom"):
         write_synth_dataset(
             tmp_path / "ds", SynthConfig(pairs=6, size=64, batches=3), progress=False
