@@ -3,7 +3,8 @@
     bgnet-lite data synth OUT [--pairs 918] [--size 256] [--seed 0] [--variation 1.0]
     bgnet-lite data deeppcb OUT [--source PATH | --download] [--size N] [--misalign M]
     bgnet-lite data check DIR
-    bgnet-lite train DATA --variant S5 --out RUN [--profile cpu] ...
+    bgnet-lite train DATA --out RUN [--method NAME | --variant S5] [--profile cpu] ...
+    bgnet-lite methods [NAME]
     bgnet-lite evaluate RUN DATA [--split test] [--json FILE]
     bgnet-lite predict RUN PAIRS OUT
 """
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 
@@ -23,6 +25,7 @@ image whose background may be shifted, rotated or dilated (BGNet, Chen et al. 20
 A dataset is a folder with pairs.csv (columns template,sample,mask,split) or with
 template/, sample/, mask/ sub-folders holding files with matching names.
 Start with:  bgnet-lite data synth data/ocd && bgnet-lite train data/ocd --variant S5 --out runs/s5
+Methods:     bgnet-lite methods
 """
 
 
@@ -68,16 +71,19 @@ def _cmd_check(args) -> int:
 
 
 def _cmd_train(args) -> int:
-    from .engine import TrainConfig, train
+    from .train import TrainConfig, train
 
-    config = TrainConfig.from_args(args)
-    result = train(config)
+    settings = {name: value for name, value in vars(args).items() if name in _train_settings()}
+    options = {name: _option_value(value) for name, value in vars(args).items()
+               if name in _option_names(args.method)}
+    result = train(TrainConfig(data=args.data, out=args.out, method=args.method,
+                               options=options, **settings))
     print(json.dumps(result, indent=2))
     return 0
 
 
 def _cmd_evaluate(args) -> int:
-    from .engine import evaluate_run, format_metrics
+    from .train import evaluate_run, format_metrics
 
     metrics = evaluate_run(args.run, args.data, split=args.split, json_path=args.json,
                            size=args.size)
@@ -86,14 +92,110 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_predict(args) -> int:
-    from .engine import predict_folder
+    from .train import predict_folder
 
-    written = predict_folder(args.run, args.pairs, args.out, theta=args.theta)
+    written = predict_folder(args.run, args.pairs, args.out)
     print(f"wrote {written} mask(s) and overlay(s) to {args.out}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _cmd_methods(args) -> int:
+    from .methods import get_method, method_names
+
+    if args.name:
+        entry = get_method(args.name)
+        print(f"{entry.name} ({entry.family}): {entry.summary}\n{entry.citation}")
+        print(f"paper's Params (Table 3): {_or_dash(entry.paper_params_mb)} MB")
+        print("options (bgnet-lite train DATA --method NAME --OPTION VALUE):")
+        for item in entry.option_fields():
+            print(f"  --{item.name.replace('_', '-'):<22} default {_default(item)!r}")
+        return 0
+    print(f"{'method':<12} {'family':<26} {'paper MB':>8} {'paper mIoU':>10}  summary")
+    for name in method_names():
+        entry = get_method(name)
+        print(f"{name:<12} {entry.family:<26} {_or_dash(entry.paper_params_mb):>8} "
+              f"{_or_dash(entry.paper_miou_ocd):>10}  {entry.summary}")
+    print("paper MB / mIoU: the paper's Tables 3 and 2 (its private OCDs/PCBs data)")
+    return 0
+
+
+def _or_dash(value) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def _default(item: dataclasses.Field):
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
+
+
+def _train_settings() -> dict[str, dataclasses.Field]:
+    """TrainConfig's fields a flag sets (data, out, method and options are set otherwise)."""
+    from .train import TrainConfig
+
+    return {item.name: item for item in dataclasses.fields(TrainConfig)
+            if item.name not in ("data", "out", "method", "options")}
+
+
+def _option_names(method: str) -> set[str]:
+    from .methods import get_method
+
+    return {item.name for item in get_method(method).option_fields()}
+
+
+def _option_value(value):
+    """A list flag's values as a tuple; ``none`` alone as None."""
+    if isinstance(value, list):
+        return None if value == [None] else tuple(value)
+    return value
+
+
+def _none_or(convert):
+    def parse(text: str):
+        return None if text.lower() == "none" else convert(text)
+
+    parse.__name__ = convert.__name__
+    return parse
+
+
+def _add_field_flag(group, item: dataclasses.Field, choices=None) -> None:
+    """One flag per dataclass field, typed from its annotation; a flag not given leaves the
+    dataclass default (so a value has one source)."""
+    annotation = str(item.type)
+    flag = "--" + item.name.replace("_", "-")
+    default = _default(item)
+    shown = "the profile's" if default is None and item.name in _train_settings() else default
+    options = {"dest": item.name, "default": argparse.SUPPRESS, "help": f"default: {shown}"}
+    if annotation == "bool":
+        group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+        return
+    base = (int if "int" in annotation else float if "float" in annotation else str)
+    convert = _none_or(base) if "None" in annotation else base
+    if annotation.startswith("tuple"):
+        options["nargs"] = "+"
+    group.add_argument(flag, type=convert, choices=choices, **options)
+
+
+def _method_from_argv(argv: list[str] | None) -> str:
+    """The method named by --method or --variant (default bgnet-s5), before full parsing."""
+    from .methods import method_name, method_names
+
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--method", default=None)
+    pre.add_argument("--variant", default=None)
+    known, _ = pre.parse_known_args(argv)
+    if known.variant and known.method:
+        raise SystemExit("bgnet-lite train: give --method or --variant, not both")
+    if known.variant:
+        return method_name(known.variant)
+    name = known.method or "bgnet-s5"
+    if name not in method_names():
+        raise SystemExit(f"bgnet-lite train: unknown method {name!r}; choose one of "
+                         f"{', '.join(method_names())}")
+    return name
+
+
+def build_parser(method: str = "bgnet-s5") -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bgnet-lite", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -141,52 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--no-mask", action="store_true", help="masks are not required")
     check.set_defaults(func=_cmd_check)
 
-    train = commands.add_parser(
-        "train", help="train a BGNet variant on a dataset folder",
-        description="Train one of the paper's variants: S1 concatenation baseline, S2 Siamese + "
-                    "direct subtraction, S3 + self/cross attention, S4 matching without "
-                    "attention, S5 full BGNet. The best checkpoint on the validation split is "
-                    "kept in RUN/best.pt.")
-    train.add_argument("data", help="dataset folder (pairs.csv or template/ sample/ mask/)")
-    train.add_argument("--variant", default="S5", choices=["S1", "S2", "S3", "S4", "S5"])
-    train.add_argument("--out", required=True, help="run folder for checkpoints and logs")
-    train.add_argument("--profile", choices=["quick", "cpu", "full"], default=None,
-                       help="size of the run (default: $BGNET_PROFILE or cpu)")
-    train.add_argument("--size", type=int, default=None, help="resize pairs to N x N")
-    train.add_argument("--steps", type=int, default=None, help="optimisation steps")
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--lr", type=float, default=None, help="Adam learning rate")
-    train.add_argument("--match-loss", type=float, default=0.0, dest="match_loss",
-                       help="weight of the matching loss (0 = off, as in the paper)")
-    train.add_argument("--soft-match", action="store_true", dest="soft_match",
-                       help="differentiable soft matched subtraction instead of eq. 8")
-    train.add_argument("--align-fine-scales", action="store_true", dest="align_fine_scales",
-                       help="S4/S5: resample the template at 1/2, 1/4 and 1/16 along a similarity "
-                            "transform fitted to the 1/8 matches before subtracting (the paper "
-                            "subtracts those scales in place)")
-    train.add_argument("--local-match-px", type=float, default=0.0, dest="local_match_px",
-                       help="at the scales without matching, subtract from each sample cell the "
-                            "template cell with the nearest feature within this many pixels "
-                            "(after --align-fine-scales, if given); 0 = in place, as in the paper")
-    train.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
-                       dest="lr_schedule",
-                       help="learning rate over the run: constant (default) or cosine decay to 0")
-    train.add_argument("--focal-alpha", type=float, default=None, dest="focal_alpha",
-                       help="weight of defect pixels in an alpha-balanced focal loss, in (0, 1); "
-                            "0 = unweighted, as in the paper (default: the profile's)")
-    train.add_argument("--theta", type=float, default=None, help="matching threshold")
-    train.add_argument("--temperature", type=float, default=None,
-                       help="matching scores are divided by C * temperature (default 0.1)")
-    train.add_argument("--depth", type=int, default=None,
-                       help="self/cross stack depth at 1/8 (1/32 uses twice as many)")
-    train.add_argument("--attention-dim", type=int, default=None, dest="attention_dim",
-                       help="width C_1 of the attention's Q, K, V (eq. 11), at most each scale's "
-                            "channels; default: the channels (128 at 1/8, 512 at 1/32)")
-    train.add_argument("--weights", choices=["auto", "imagenet", "none"], default="auto",
-                       help="backbone initialisation")
-    train.add_argument("--device", default=None, help="cpu, cuda, ... (default: best available)")
-    train.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
-    train.set_defaults(func=_cmd_train)
+    _add_train_parser(commands, method)
 
     evaluate = commands.add_parser(
         "evaluate", help="metrics of a trained run on a split",
@@ -206,13 +263,50 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("run")
     predict.add_argument("pairs")
     predict.add_argument("out")
-    predict.add_argument("--theta", type=float, default=None, help="override the threshold")
     predict.set_defaults(func=_cmd_predict)
+
+    methods = commands.add_parser(
+        "methods", help="list the registered methods, or one method's options",
+        description="Every method trainable with `bgnet-lite train --method NAME`, its family "
+                    "(the paper's Table 2 groups) and the paper's numbers for it; with NAME, "
+                    "its citation and options.")
+    methods.add_argument("name", nargs="?", default=None)
+    methods.set_defaults(func=_cmd_methods)
     return parser
 
 
+def _add_train_parser(commands, method: str) -> None:
+    from .methods import get_method
+    from .methods.bgnet import VARIANTS
+    from .profiles import PROFILES
+    from .train import LR_SCHEDULES
+
+    train = commands.add_parser(
+        "train", help="train a registered method on a dataset folder",
+        description="Train a registered method (`bgnet-lite methods` lists them; "
+                    "--variant S1..S5 is short for --method bgnet-s1..bgnet-s5, the paper's "
+                    "ablation). The best checkpoint on the validation split is kept in "
+                    "RUN/best.pt. Unset training settings come from the profile; the method's "
+                    f"options below are those of {method} (`--method NAME --help` for another).")
+    train.add_argument("data", help="dataset folder (pairs.csv or template/ sample/ mask/)")
+    train.add_argument("--out", required=True, help="run folder for checkpoints and logs")
+    train.add_argument("--method", default=method, help="a registered method (default bgnet-s5)")
+    train.add_argument("--variant", choices=VARIANTS, help="the paper's ablation variant: "
+                       "short for --method bgnet-s1 .. bgnet-s5")
+    settings = train.add_argument_group("training settings (default: the profile's)")
+    choices = {"profile": list(PROFILES), "lr_schedule": list(LR_SCHEDULES)}
+    for name, item in _train_settings().items():
+        _add_field_flag(settings, item, choices.get(name))
+    options = train.add_argument_group(f"options of {method}")
+    for item in get_method(method).option_fields():
+        _add_field_flag(options, item)
+    train.set_defaults(func=_cmd_train, method=method)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    method = _method_from_argv(argv) if argv[:1] == ["train"] else "bgnet-s5"
+    args = build_parser(method).parse_args(argv)
     try:
         return args.func(args)
     except DataError as error:

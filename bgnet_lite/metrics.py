@@ -111,3 +111,47 @@ class ConfusionMatrix:
             "macc_defect": _nanmean(accuracy[1:]),
             "pixel_accuracy": _ratio(true_pos.sum(), matrix.sum()),
         }
+
+
+def matching_accuracy(
+    sample_to_template: torch.Tensor, gt_cells: torch.Tensor, feat_w: int
+) -> dict[str, float | int]:
+    """How many matches land within one cell of the ground truth (chapter 5).
+
+    sample_to_template and gt_cells ``[N, S]`` (-1 = none), template and sample maps of width
+    feat_w.  Returns matches (all MNN matches), evaluated (matches whose ground truth is defined),
+    within_one_cell (of those, Chebyshev distance <= 1 cell) and share_within_one_cell
+    (within / evaluated; NaN when nothing could be evaluated).
+    """
+    if sample_to_template.shape != gt_cells.shape:
+        raise ValueError(
+            f"shapes differ: sample_to_template {tuple(sample_to_template.shape)} vs gt_cells "
+            f"{tuple(gt_cells.shape)}"
+        )
+    if feat_w <= 0:
+        raise ValueError(f"feat_w must be positive, got {feat_w}")
+    matched = sample_to_template >= 0
+    evaluated = matched & (gt_cells >= 0)
+    dx = (sample_to_template % feat_w - gt_cells % feat_w).abs()
+    dy = (
+        torch.div(sample_to_template, feat_w, rounding_mode="floor")
+        - torch.div(gt_cells, feat_w, rounding_mode="floor")
+    ).abs()
+    within = evaluated & (torch.maximum(dx, dy) <= 1)
+    n_evaluated = int(evaluated.sum())
+    n_within = int(within.sum())
+    return {
+        "matches": int(matched.sum()),
+        "evaluated": n_evaluated,
+        "within_one_cell": n_within,
+        "share_within_one_cell": n_within / n_evaluated if n_evaluated else float("nan"),
+    }
+
+
+def parameter_size_mb(model: torch.nn.Module) -> float:
+    """Parameter size in MiB: number of parameters x 4 bytes (float32) / 2**20 (chapter 7).
+
+    Buffers (BatchNorm running statistics) are not counted. The paper's Table 3 says "MB"
+    without defining it; 2**20 bytes is assumed.
+    """
+    return sum(parameter.numel() for parameter in model.parameters()) * 4 / 2**20

@@ -6,19 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from bgnet_lite.model.matching import (
+from matching_reference import dual_softmax, mnn_naive, score_matrix
+
+from bgnet_lite.methods.bgnet.matching import (
     MatchConfig,
-    dual_softmax,
-    flow_to_cell_targets,
     match_chunked,
     match_dense,
-    matched_subtraction,
-    matching_accuracy,
-    mnn_naive,
     mutual_nearest_neighbours,
-    score_matrix,
-    soft_matched_subtraction,
 )
+from bgnet_lite.methods.bgnet.subtraction import matched_subtraction, soft_matched_subtraction
+from bgnet_lite.metrics import matching_accuracy
+from bgnet_lite.supervision import flow_to_cell_targets
 
 
 def pairs_from(sample_to_template: torch.Tensor) -> list[tuple[int, int]]:

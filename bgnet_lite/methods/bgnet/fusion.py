@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bgnet_lite.model.backbone import BACKBONE_CHANNELS
+from bgnet_lite.methods.bgnet.backbone import BACKBONE_CHANNELS
 
 
 class ConvBlock(nn.Sequential):
@@ -36,20 +36,28 @@ class FusionDecoder(nn.Module):
     channels: channels of the five maps, 1/2 .. 1/32. num_classes: 1 = binary (one logit),
     K >= 2 = K classes including background. Each step upsamples the running map x2
     (bilinear, to the skip's exact size so odd image sizes work), concatenates the skip and
-    applies a ``ConvBlock`` with the skip's channel count.
+    applies a ``ConvBlock``.  decoder_channels: the output channels of the four blocks, deep
+    (1/16) to shallow (1/2); None = each skip's channel count (256, 128, 64, 64), the classic
+    U-Net choice.
     """
 
-    def __init__(self, channels: tuple[int, ...] = BACKBONE_CHANNELS, num_classes: int = 1):
+    def __init__(self, channels: tuple[int, ...] = BACKBONE_CHANNELS, num_classes: int = 1,
+                 decoder_channels: tuple[int, ...] | None = None):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.channels = tuple(channels)
-        deep_to_shallow = self.channels[::-1]  # (512, 256, 128, 64, 64)
+        skips = self.channels[-2::-1]  # (256, 128, 64, 64)
+        outputs = skips if decoder_channels is None else tuple(decoder_channels)
+        if len(outputs) != len(skips) or min(outputs) < 1:
+            raise ValueError(f"decoder_channels needs {len(skips)} positive widths (1/16 .. 1/2), "
+                             f"got {decoder_channels}")
+        running = (self.channels[-1],) + outputs[:-1]  # input width of each block
         self.blocks = nn.ModuleList(
-            ConvBlock(running + skip, skip)
-            for running, skip in zip(deep_to_shallow[:-1], deep_to_shallow[1:], strict=True)
+            ConvBlock(run + skip, out)
+            for run, skip, out in zip(running, skips, outputs, strict=True)
         )
-        self.head = nn.Conv2d(self.channels[0], num_classes, kernel_size=1)
+        self.head = nn.Conv2d(outputs[-1], num_classes, kernel_size=1)
 
     def forward(
         self, feats: list[torch.Tensor], output_size: tuple[int, int]
@@ -61,11 +69,11 @@ class FusionDecoder(nn.Module):
         for block, skip in zip(self.blocks, feats[-2::-1], strict=True):
             running = F.interpolate(
                 running, size=skip.shape[-2:], mode="bilinear", align_corners=False
-            )  # [N, C_deep, H_skip, W_skip]
-            running = block(torch.cat([running, skip], dim=1))  # [N, C_skip, H_skip, W_skip]
+            )  # [N, C_run, H_skip, W_skip]
+            running = block(torch.cat([running, skip], dim=1))  # [N, C_out, H_skip, W_skip]
         logits = self.head(running)  # [N, K, H/2, W/2]
         # 1x1 conv and bilinear upsampling are both linear per pixel, so they commute: applying
-        # the head first gives the same logits without a 64-channel full-resolution map.
+        # the head first gives the same logits without a full-resolution feature map.
         return F.interpolate(
             logits, size=tuple(output_size), mode="bilinear", align_corners=False
         )  # [N, K, H, W]

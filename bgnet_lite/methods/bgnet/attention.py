@@ -96,14 +96,19 @@ class EncoderLayer(nn.Module):
     ReLU, no bias) and a second LayerNorm; the result is added to ``x`` (residual).
     Self-attention: ``source = x``.  Cross-attention: ``source`` = the other image.
     ``attention_dim`` is eq. 11's ``C_1``, the width of Q, K, V (the merge maps it back to C);
-    None = ``d_model``, as in LoFTR.  A smaller ``C_1`` makes the layer cheaper.
+    ``mlp_dim`` the hidden width of the MLP.  None = LoFTR's widths (``d_model`` and
+    ``2 * d_model``); smaller widths make the layer cheaper (BGNet's defaults, chapter 6).
     """
 
     def __init__(
-        self, d_model: int, nhead: int, *, normalize: bool = True, attention_dim: int | None = None
+        self, d_model: int, nhead: int, *, normalize: bool = True, attention_dim: int | None = None,
+        mlp_dim: int | None = None,
     ) -> None:
         super().__init__()
         attention_dim = d_model if attention_dim is None else attention_dim
+        mlp_dim = 2 * d_model if mlp_dim is None else mlp_dim
+        if mlp_dim <= 0:
+            raise ValueError(f"mlp_dim must be positive, got {mlp_dim}")
         if d_model <= 0 or nhead <= 0 or attention_dim <= 0 or attention_dim % nhead != 0:
             raise ValueError(
                 f"attention_dim ({attention_dim}, default d_model {d_model}) must be a positive "
@@ -120,9 +125,9 @@ class EncoderLayer(nn.Module):
         self.merge = nn.Linear(attention_dim, d_model, bias=False)  # W_L1 of Fig. 3
         self.norm1 = nn.LayerNorm(d_model)
         self.mlp = nn.Sequential(  # W_L2 of Fig. 3, on the concatenation [x, message]
-            nn.Linear(2 * d_model, 2 * d_model, bias=False),
+            nn.Linear(2 * d_model, mlp_dim, bias=False),
             nn.ReLU(inplace=True),
-            nn.Linear(2 * d_model, d_model, bias=False),
+            nn.Linear(mlp_dim, d_model, bias=False),
         )
         self.norm2 = nn.LayerNorm(d_model)
 
@@ -148,7 +153,7 @@ class EncoderLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, attention_dim={self.attention_dim}, nhead={self.nhead}, "
-                f"normalize={self.normalize}")
+                f"mlp_dim={self.mlp[0].out_features}, normalize={self.normalize}")
 
 
 class SelfCrossStack(nn.Module):
@@ -165,13 +170,13 @@ class SelfCrossStack(nn.Module):
 
     def __init__(
         self, d_model: int, nhead: int, depth: int, *, normalize: bool = True,
-        attention_dim: int | None = None,
+        attention_dim: int | None = None, mlp_dim: int | None = None,
     ) -> None:
         super().__init__()
         if depth < 0:
             raise ValueError(f"depth must be >= 0, got {depth}")
         self.depth = depth
-        options = {"normalize": normalize, "attention_dim": attention_dim}
+        options = {"normalize": normalize, "attention_dim": attention_dim, "mlp_dim": mlp_dim}
         self.self_layers = nn.ModuleList(
             EncoderLayer(d_model, nhead, **options) for _ in range(depth)
         )

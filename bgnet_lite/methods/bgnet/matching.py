@@ -1,4 +1,8 @@
-"""Feature matching and matched subtraction, eq. 8 and 13-15, Algorithm 1 (chapter 5, "Matching").
+"""Feature matching, eq. 13-15 and Algorithm 1 (chapter 5, "Matching").
+
+The subtraction along the matches (eq. 8) is ``subtraction.py``; the ground-truth targets of
+the optional matching loss are ``bgnet_lite.supervision``; the share of correct matches is
+``bgnet_lite.metrics.matching_accuracy``.
 
 Index convention: template positions ``a in [0, L)``, sample positions ``b in [0, S)``, both
 flattened row-major from ``[H, W]`` (``index = y * W + x``).  Score and probability matrices are
@@ -22,17 +26,15 @@ smaller template index) keeps a tie, which is the first-index rule again.  (This
 torch giving the same result for the same operation on the same shapes, device and thread
 count.)  The block size itself changes the rounding of the column statistics in the last bit, so
 two *different* chunk sizes can disagree on an exact near-tie; the same config never does.
-``dual_softmax(score_matrix(...))`` is the textbook eq. 14 and agrees with ``match_prob`` to
-float rounding.
+The textbook eq. 14, ``softmax(S, rows) * softmax(S, columns)`` of the whole score matrix, agrees
+with ``match_prob`` to float rounding (chapter 5 builds it from scratch; the tests compare).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 
 @dataclass
@@ -70,25 +72,6 @@ class MatchResult:
 
 
 # ----------------------------------------------------------------------------- eq. 13-14
-
-
-def score_matrix(
-    template_feats: torch.Tensor, sample_feats: torch.Tensor, temperature: float
-) -> torch.Tensor:
-    """Eq. 13 scaled: ``s_ab = <f_a^T, f_b^S> / (C * temperature)``, ``[N, L, S]`` (chapter 5)."""
-    scale = _check_feats(template_feats, sample_feats, temperature)
-    return _score_block(template_feats, sample_feats, scale)
-
-
-def dual_softmax(scores: torch.Tensor) -> torch.Tensor:
-    """Eq. 14: softmax over sample columns times softmax over template rows (chapter 5).
-
-    scores ``[N, L, S]`` -> probabilities ``[N, L, S]``; ``P[a, b]`` is large only if ``b`` is
-    the best sample for ``a`` *and* ``a`` the best template cell for ``b``.
-    """
-    if scores.dim() != 3:
-        raise ValueError(f"expected scores [N, L, S], got {tuple(scores.shape)}")
-    return torch.softmax(scores, dim=2) * torch.softmax(scores, dim=1)
 
 
 def _check_feats(
@@ -216,25 +199,6 @@ def _select_mutual(
     return sample_to_template, matched_prob
 
 
-def mnn_naive(match_prob, theta: float) -> list[tuple[int, int]]:
-    """Algorithm 1 as a plain loop (argmax, first index wins) plus eq. 15 (chapter 5).
-
-    match_prob: one ``[L, S]`` matrix (numpy array or tensor).  Returns the pairs ``(a, b)``
-    in increasing ``a``.  Slow; for the book and as the reference in tests.
-    """
-    if isinstance(match_prob, torch.Tensor):
-        match_prob = match_prob.detach().cpu().numpy()
-    prob = np.asarray(match_prob)
-    if prob.ndim != 2:
-        raise ValueError(f"mnn_naive expects one [L, S] matrix, got shape {prob.shape}")
-    pairs = []
-    for a in range(prob.shape[0]):
-        b = int(np.argmax(prob[a, :]))
-        if int(np.argmax(prob[:, b])) == a and prob[a, b] >= theta:
-            pairs.append((a, b))
-    return pairs
-
-
 # ----------------------------------------------------------------------------- dense / chunked
 
 
@@ -297,156 +261,3 @@ def match_chunked(
         row_best, col_best, col_best_prob, config.theta
     )
     return MatchResult(sample_to_template, matched_prob, None)
-
-
-# ----------------------------------------------------------------------------- eq. 8
-
-
-def matched_subtraction(
-    sample_feats: torch.Tensor, template_feats: torch.Tensor, sample_to_template: torch.Tensor
-) -> torch.Tensor:
-    """Eq. 8: ``f^S_b - f^T_m(b)`` where ``b`` is matched, ``f^S_b`` where not (chapter 5).
-
-    sample_feats ``[N, C, H, W]``, template_feats ``[N, C, Ht, Wt]``, sample_to_template
-    ``[N, H*W]`` (-1 = unmatched) -> ``[N, C, H, W]``.  Gradients reach both feature maps
-    through the gathered values; the discrete matching itself has no gradient.
-    """
-    if sample_feats.dim() != 4 or template_feats.dim() != 4:
-        raise ValueError(
-            "matched_subtraction expects [N, C, H, W] feature maps, got "
-            f"{tuple(sample_feats.shape)} and {tuple(template_feats.shape)}"
-        )
-    batch, channels, height, width = sample_feats.shape
-    if template_feats.shape[:2] != (batch, channels):
-        raise ValueError(
-            f"template {tuple(template_feats.shape)} and sample {tuple(sample_feats.shape)} "
-            "must agree in batch and channels"
-        )
-    if sample_to_template.shape != (batch, height * width):
-        raise ValueError(
-            f"sample_to_template must be [N, H*W] = [{batch}, {height * width}], got "
-            f"{tuple(sample_to_template.shape)}"
-        )
-    template_flat = template_feats.flatten(2)  # [N, C, L]
-    if sample_to_template.numel() and int(sample_to_template.max()) >= template_flat.shape[2]:
-        raise ValueError(
-            f"sample_to_template points past the {template_flat.shape[2]} template cells"
-        )
-    sample_flat = sample_feats.flatten(2)  # [N, C, S]
-    matched = sample_to_template >= 0  # [N, S]
-    index = sample_to_template.clamp(min=0)[:, None, :].expand(-1, channels, -1)  # [N, C, S]
-    gathered = template_flat.gather(2, index)  # [N, C, S] f^T_m(b)
-    difference = torch.where(matched[:, None, :], sample_flat - gathered, sample_flat)
-    return difference.view(batch, channels, height, width)
-
-
-def soft_matched_subtraction(
-    sample_feats: torch.Tensor, template_feats: torch.Tensor, match_prob: torch.Tensor
-) -> torch.Tensor:
-    """Differentiable ablation of eq. 8: ``f^S_b - sum_a P(a, b) f^T_a`` (chapter 5).
-
-    Used when the network's ``soft_match`` flag is on (a deviation from the paper's hard eq. 8).
-    sample_feats ``[N, C, H, W]``, template_feats ``[N, C, Ht, Wt]``, match_prob ``[N, L, S]``
-    with ``L = Ht * Wt``, ``S = H * W`` -> ``[N, C, H, W]``.
-    """
-    if sample_feats.dim() != 4 or template_feats.dim() != 4 or match_prob.dim() != 3:
-        raise ValueError("expected [N, C, H, W] feature maps and match_prob [N, L, S]")
-    batch, channels, height, width = sample_feats.shape
-    template_flat = template_feats.flatten(2)  # [N, C, L]
-    expected = (batch, template_flat.shape[2], height * width)
-    if template_feats.shape[:2] != (batch, channels) or match_prob.shape != expected:
-        raise ValueError(
-            f"match_prob must be [N, L, S] = {list(expected)} for template "
-            f"{tuple(template_feats.shape)} and sample {tuple(sample_feats.shape)}, got "
-            f"{tuple(match_prob.shape)}"
-        )
-    expected_template = torch.bmm(template_flat, match_prob)  # [N, C, S]
-    return (sample_feats.flatten(2) - expected_template).view(batch, channels, height, width)
-
-
-# ----------------------------------------------------------------------------- supervision
-
-
-def flow_to_cell_targets(
-    flow: torch.Tensor, image_hw: tuple[int, int], feat_hw: tuple[int, int]
-) -> torch.Tensor:
-    """Ground-truth template cell for each sample cell of a feature map (chapter 5).
-
-    flow ``[N, 2, Hf, Wf]``: the (x, y) template pixel coordinate seen at each sample point of a
-    regular grid covering the image (the dataset ``flow`` format of ``bgnet_lite.data.io``: pixel
-    centres at integers, NaN where undefined).  The feature map has stride
-    ``image_h / feat_h`` (and ``image_w / feat_w``).  The flow is sampled bilinearly at each cell
-    centre; a cell whose interpolation touches an undefined (NaN) flow value gets -1.  Returns
-    ``[N, feat_h * feat_w]`` long: ``cell = floor((coord + 0.5) / stride)`` flattened row-major,
-    -1 where undefined or outside the template.
-    """
-    if flow.dim() != 4 or flow.shape[1] != 2:
-        raise ValueError(f"expected flow [N, 2, Hf, Wf], got {tuple(flow.shape)}")
-    image_h, image_w = image_hw
-    feat_h, feat_w = feat_hw
-    flow_h, flow_w = flow.shape[-2:]
-    if min(image_h, image_w, feat_h, feat_w) <= 0:
-        raise ValueError(f"sizes must be positive: image {image_hw}, features {feat_hw}")
-    if image_h * flow_w != image_w * flow_h:
-        raise ValueError(
-            f"flow grid {flow_h}x{flow_w} does not cover image {image_h}x{image_w} evenly "
-            "(the flow must be the image size divided by one integer)"
-        )
-    stride_y, stride_x = image_h / feat_h, image_w / feat_w
-    batch = flow.shape[0]
-    flow = flow.float()
-    defined = torch.isfinite(flow).all(dim=1, keepdim=True)  # [N, 1, Hf, Wf]
-    filled = torch.where(defined, flow, torch.zeros_like(flow))
-    # Cell centres in grid_sample's normalised coordinates (align_corners=False): for a grid
-    # covering the image, the centre of feature cell u lies at 2 (u + 0.5) / feat_w - 1,
-    # whatever the flow's own resolution.
-    grid_x = (torch.arange(feat_w, device=flow.device, dtype=flow.dtype) + 0.5) * 2 / feat_w - 1
-    grid_y = (torch.arange(feat_h, device=flow.device, dtype=flow.dtype) + 0.5) * 2 / feat_h - 1
-    grid = torch.stack(torch.meshgrid(grid_x, grid_y, indexing="xy"), dim=-1)  # [h, w, 2]
-    grid = grid[None].expand(batch, -1, -1, -1)
-    options = {"mode": "bilinear", "padding_mode": "border", "align_corners": False}
-    coords = F.grid_sample(filled, grid, **options)  # [N, 2, h, w] template pixel coordinates
-    # weight of defined neighbours: 1 when every neighbour with a non-zero weight is defined
-    defined_weight = F.grid_sample(defined.to(flow.dtype), grid, **options)  # [N, 1, h, w]
-    valid = defined_weight[:, 0] > 1.0 - 1e-4  # [N, h, w]
-    cell_x = torch.floor((coords[:, 0] + 0.5) / stride_x)
-    cell_y = torch.floor((coords[:, 1] + 0.5) / stride_y)
-    valid &= (cell_x >= 0) & (cell_x < feat_w) & (cell_y >= 0) & (cell_y < feat_h)
-    cells = cell_y.clamp(0, feat_h - 1).long() * feat_w + cell_x.clamp(0, feat_w - 1).long()
-    cells = torch.where(valid, cells, torch.full_like(cells, -1))
-    return cells.view(batch, feat_h * feat_w)
-
-
-def matching_accuracy(
-    sample_to_template: torch.Tensor, gt_cells: torch.Tensor, feat_w: int
-) -> dict[str, float | int]:
-    """How many matches land within one cell of the ground truth (chapter 5).
-
-    sample_to_template and gt_cells ``[N, S]`` (-1 = none), template and sample maps of width
-    feat_w.  Returns matches (all MNN matches), evaluated (matches whose ground truth is defined),
-    within_one_cell (of those, Chebyshev distance <= 1 cell) and share_within_one_cell
-    (within / evaluated; NaN when nothing could be evaluated).
-    """
-    if sample_to_template.shape != gt_cells.shape:
-        raise ValueError(
-            f"shapes differ: sample_to_template {tuple(sample_to_template.shape)} vs gt_cells "
-            f"{tuple(gt_cells.shape)}"
-        )
-    if feat_w <= 0:
-        raise ValueError(f"feat_w must be positive, got {feat_w}")
-    matched = sample_to_template >= 0
-    evaluated = matched & (gt_cells >= 0)
-    dx = (sample_to_template % feat_w - gt_cells % feat_w).abs()
-    dy = (
-        torch.div(sample_to_template, feat_w, rounding_mode="floor")
-        - torch.div(gt_cells, feat_w, rounding_mode="floor")
-    ).abs()
-    within = evaluated & (torch.maximum(dx, dy) <= 1)
-    n_evaluated = int(evaluated.sum())
-    n_within = int(within.sum())
-    return {
-        "matches": int(matched.sum()),
-        "evaluated": n_evaluated,
-        "within_one_cell": n_within,
-        "share_within_one_cell": n_within / n_evaluated if n_evaluated else float("nan"),
-    }

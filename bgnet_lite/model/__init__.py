@@ -1,1 +1,0 @@
-"""BGNet, one paper concept per module (chapters 2-6)."""

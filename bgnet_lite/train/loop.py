@@ -1,0 +1,192 @@
+"""The training loop for any registered method, and the run cache of the chapters (chapter 7).
+
+The loop asks the model, not the method's name, for anything beyond ``forward``: extra loss
+terms through ``training_losses`` (BGNet's matching loss), ``pretrained`` for the record.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from dataclasses import MISSING, asdict, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from bgnet_lite.data.folder import Augment, PairDataset, collate_pairs
+from bgnet_lite.data.io import DataError
+from bgnet_lite.losses import focal_loss
+from bgnet_lite.methods import create_model
+from bgnet_lite.metrics import parameter_size_mb
+from bgnet_lite.paths import runs_root
+from bgnet_lite.provenance import provenance
+from bgnet_lite.train.config import TrainConfig
+from bgnet_lite.train.evaluate import evaluate, pick_device, to_device
+from bgnet_lite.train.runs import load_checkpoint, save_checkpoint, save_json
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (chapter 7)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
+    """torch's scheduler for ``schedule`` (chapter 7): "constant" keeps the base rate,
+    "cosine" is ``CosineAnnealingLR`` from the base rate to 0 over ``steps``."""
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+
+def _loaders(config: TrainConfig, generator: torch.Generator):
+    augment = Augment() if config.augment else None
+    train_set = PairDataset(config.data, "train", size=config.size, augment=augment,
+                            seed=config.seed)
+    val_set = PairDataset(config.data, "val", size=config.size, limit=config.val_pairs or None)
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DataError(f"{config.data}: needs pairs in both the train and val splits "
+                        f"(found {len(train_set)} train, {len(val_set)} val)")
+    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                              drop_last=len(train_set) >= config.batch_size,
+                              collate_fn=collate_pairs, generator=generator)
+    val_loader = DataLoader(val_set, batch_size=config.batch_size, collate_fn=collate_pairs)
+    return train_set, train_loader, val_loader
+
+
+def _training_losses(model, batch: dict, focal_alpha: float):
+    """Total loss, focal term and the model's extra terms (eq. 16 + e.g. matching)."""
+    if hasattr(model, "training_losses"):
+        logits, extra = model.training_losses(batch)
+    else:
+        logits, extra = model(batch["template"], batch["sample"]), {}
+    focal = focal_loss(logits, batch["mask"], alpha=focal_alpha or None)  # 0 = off
+    total = focal
+    for term in extra.values():
+        total = total + term
+    return total, focal.detach(), {name: term.detach() for name, term in extra.items()}
+
+
+def train(config: TrainConfig, progress: bool = True) -> dict:
+    """Train one method; keep the best checkpoint on the validation split only (chapter 7)."""
+    started = time.time()
+    seed_everything(config.seed)
+    device = pick_device(config.device)
+    generator = torch.Generator().manual_seed(config.seed)
+    train_set, train_loader, val_loader = _loaders(config, generator)
+    num_classes = train_set.num_classes
+    model = create_model(config.method, num_classes, train_set.channels,
+                         **config.options).to(device)
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    steps = config.steps if parameters else 0  # a method with nothing to learn is evaluated
+    optimizer = torch.optim.Adam(parameters or [torch.zeros(1)], lr=config.lr)
+    scheduler = make_scheduler(optimizer, config.lr_schedule, steps)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    run_dir = Path(config.out)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    step, best_score, history = 0, -1.0, {"train": [], "val": []}
+    last_path = run_dir / "last.pt"
+    if config.resume and last_path.is_file():
+        state = load_checkpoint(last_path, device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, best_score = int(state["step"]), float(state["best_score"])
+        history = json.loads((run_dir / "history.json").read_text())
+    run_info = {"train_config": asdict(config), "num_classes": num_classes,
+                "in_channels": train_set.channels, "class_names": list(train_set.class_names),
+                "model_config": _model_config(model), "params_mb": parameter_size_mb(model),
+                "pretrained": getattr(model, "pretrained", None),
+                "provenance": provenance(config.profile)}
+    save_json(run_dir / "run.json", run_info)
+
+    model.train()
+    bar = tqdm(total=steps, initial=step, desc=f"train {config.method}", disable=not progress)
+    batches = iter(train_loader)
+    while step < steps:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            batches = iter(train_loader)
+            batch = next(batches)
+        batch = to_device(batch, device)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            loss, focal, extra = _training_losses(model, batch, config.focal_alpha)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        step += 1
+        history["train"].append({"step": step, "loss": loss.item(), "focal": focal.item(),
+                                 **{name: term.item() for name, term in extra.items()}})
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss.item():.4f}")
+        if step % config.eval_every == 0 or step == steps:
+            best_score = _validate(model, val_loader, device, num_classes, step, best_score,
+                                   history, run_dir)
+            save_checkpoint(last_path, {"model": model.state_dict(),
+                                        "optimizer": optimizer.state_dict(),
+                                        "scheduler": scheduler.state_dict(),
+                                        "step": step, "best_score": best_score})
+            save_json(run_dir / "history.json", history)
+    bar.close()
+    if steps == 0:
+        best_score = _validate(model, val_loader, device, num_classes, 0, best_score, history,
+                               run_dir)
+    run_info["wall_time_s"] = run_info.get("wall_time_s", 0.0) + time.time() - started
+    run_info["best_val_miou"] = best_score
+    run_info["steps"] = step
+    save_json(run_dir / "run.json", run_info)
+    return {"run": str(run_dir), "steps": step, "best_val_miou": best_score,
+            "wall_time_s": round(run_info["wall_time_s"], 1)}
+
+
+def _model_config(model) -> dict | None:
+    config = getattr(model, "config", None)
+    return asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") \
+        else None
+
+
+def _validate(model, val_loader, device, num_classes, step, best_score, history,
+              run_dir: Path) -> float:
+    """Validation metrics into the history; ``best.pt`` when the mIoU improved."""
+    metrics = evaluate(model, val_loader, device, num_classes)
+    metrics["step"] = step
+    history["val"].append(metrics)
+    if metrics["miou"] > best_score:
+        best_score = metrics["miou"]
+        save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "step": step,
+                                              "val_miou": best_score})
+    return best_score
+
+
+def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | None = None,
+               profile: str | None = None, name: str | None = None, progress: bool = True,
+               **settings) -> Path:
+    """A trained run for the chapters: reused from ``<runs>/<profile>/<name>`` when it finished
+    with the same configuration, trained otherwise (chapters 7-8).  ``settings`` are
+    :class:`TrainConfig` fields (seed, steps, ...).  Returns the run folder."""
+    options = dict(options or {})
+    probe = TrainConfig(data=str(data), out="", method=method, options=options,
+                        profile=profile, **settings)
+    name = name or method + "".join(f"-{k}{v}" for k, v in sorted({**options,
+                                                                     **settings}.items()))
+    out = runs_root() / probe.profile / name
+    probe.out = str(out)
+    info_path = out / "run.json"
+    if info_path.is_file() and (out / "best.pt").is_file():
+        info = json.loads(info_path.read_text())
+        done = info.get("steps") == probe.steps
+        # a setting added after the run was trained had its default value then
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        if done and {**defaults, **info["train_config"]} == asdict(probe):
+            return out
+    train(probe, progress=progress)
+    return out
