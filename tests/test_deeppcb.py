@@ -11,6 +11,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import urllib.error
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -19,6 +21,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
+from bgnet_lite.cli import main as cli_main
 from bgnet_lite.data import deeppcb
 from bgnet_lite.data.deeppcb import (
     CLASSES,
@@ -368,6 +371,25 @@ def test_bad_source_folder_names_the_path(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_cli_is_the_entry_point(fixture_root, tmp_path, capsys):
+    """``bgnet-lite data deeppcb`` builds the same folder as the function and prints the
+    report; a bad request exits 2 with the message."""
+    root, _ = fixture_root
+    out = tmp_path / "cli"
+    assert cli_main(["data", "deeppcb", str(out), "--source", str(root), "--size", "64",
+                     "--limit", "1"]) == 0
+    assert "pairs used: 2" in capsys.readouterr().out
+    direct = tmp_path / "direct"
+    prepare_deeppcb(direct, source=root, config=DeepPCBConfig(size=64, limit=1),
+                    progress=False)
+    for path in sorted(direct.rglob("*.png")) + sorted(direct.rglob("*.npy")):
+        assert path.read_bytes() == (out / path.relative_to(direct)).read_bytes(), path
+    assert read_rows(out) == read_rows(direct)
+    assert cli_main(["data", "deeppcb", str(tmp_path / "none")]) == 2
+    assert "--download" in capsys.readouterr().err
+    assert not (tmp_path / "none").exists()
+
+
 def test_find_pcbdata_accepts_root_or_pcbdata(fixture_root):
     root, _ = fixture_root
     assert find_pcbdata(root) == root / "PCBData"
@@ -396,7 +418,7 @@ def test_download_uses_cached_archive_offline(fixture_root, tmp_path, monkeypatc
     def no_network(*args, **kwargs):
         raise AssertionError("must not download when the archive is cached")
 
-    monkeypatch.setattr(deeppcb.urllib.request, "urlopen", no_network)
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
     pcbdata = download_deeppcb(cache)
     assert pcbdata == cache / "DeepPCB-master" / "PCBData"
     assert (pcbdata / "trainval.txt").read_text() == (root / "PCBData/trainval.txt").read_text()
@@ -404,9 +426,9 @@ def test_download_uses_cached_archive_offline(fixture_root, tmp_path, monkeypatc
 
 def test_download_failure_is_a_clear_error(tmp_path, monkeypatch):
     def offline(*args, **kwargs):
-        raise deeppcb.urllib.error.URLError("no network")
+        raise urllib.error.URLError("no network")
 
-    monkeypatch.setattr(deeppcb.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     with pytest.raises(DataError, match="--source"):
         download_deeppcb(tmp_path / "cache")
     assert not list((tmp_path / "cache").glob("*.part"))
