@@ -55,7 +55,9 @@ class PairTable:
 
     @property
     def num_classes(self) -> int:
-        return len(self.class_names)
+        """Logit channels a model needs: 1 for background/defect, else one per class name
+        (background included): the one meaning of ``num_classes`` in the package."""
+        return 1 if len(self.class_names) == 2 else len(self.class_names)
 
 
 def deterministic_split(key: str) -> str:
@@ -383,7 +385,7 @@ class PairDataset(Dataset):
         sample = read_image(record.sample)
         mask = (read_image(record.mask, kind="mask") if record.mask is not None
                 else np.zeros(sample.shape[:2], np.uint8))
-        if self.num_classes == 2:
+        if self.num_classes == 1:
             mask = (mask > 0).astype(np.uint8)
         flow = None
         if record.flow is not None:
