@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -331,3 +332,73 @@ def test_split_column_selects_the_in_batch_split(tmp_path):
     assert [i["meta"]["name"] for i in inbatch] == ["b"]
     with pytest.raises(DataError, match="no column"):
         PairDataset(root, "test", split_column="nope")
+
+
+def _synth_like_folder(root):
+    """Two pairs with a flow file each, written with PIL and numpy only."""
+    root.mkdir(parents=True)
+    rows = ["template,sample,mask,split,flow"]
+    centres = (np.arange(8) + 0.5) * 4 - 0.5
+    for index in range(2):
+        Image.fromarray(_image(seed=index)).save(root / f"t{index}.png")
+        Image.fromarray(_image(seed=10 + index)).save(root / f"s{index}.png")
+        Image.fromarray(_mask()).save(root / f"m{index}.png")
+        flow = np.stack(np.meshgrid(centres + index, centres, indexing="xy")).astype(np.float16)
+        flow[:, 0, 0] = np.nan
+        np.save(root / f"f{index}.npy", flow)
+        rows.append(f"t{index}.png,s{index}.png,m{index}.png,train,f{index}.npy")
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    return root
+
+
+def test_item_decodes_each_file_once(tmp_path, monkeypatch):
+    """Every image is opened by PIL and every flow loaded by numpy exactly once per item,
+    wherever in the package that happens (the library entry points are wrapped)."""
+    root = _synth_like_folder(tmp_path / "ds")
+    dataset = PairDataset(root)
+    opened = []
+    real_open, real_load = Image.open, np.load
+
+    def counting_open(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_open(path, *args, **kwargs)
+
+    def counting_load(path, *args, **kwargs):
+        opened.append(Path(path).name)
+        return real_load(path, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    monkeypatch.setattr(np, "load", counting_load)
+    assert len(PairDataset(root)) == 2 and opened == []  # opening a dataset decodes nothing
+    for index in range(len(dataset)):
+        opened.clear()
+        dataset[index]
+        assert sorted(opened) == [f"f{index}.npy", f"m{index}.png", f"s{index}.png",
+                                  f"t{index}.png"], opened
+
+
+def test_item_equals_a_plain_pil_numpy_decode(tmp_path):
+    root = _synth_like_folder(tmp_path / "ds")
+    item = PairDataset(root)[1]
+    template = np.asarray(Image.open(root / "t1.png"), np.float32) / 255
+    sample = np.asarray(Image.open(root / "s1.png"), np.float32) / 255
+    mask = np.asarray(Image.open(root / "m1.png")) > 0
+    flow = np.load(root / "f1.npy").astype(np.float32)  # stored at the item's stride 4
+    assert np.array_equal(item["template"].numpy(), template.transpose(2, 0, 1))
+    assert np.array_equal(item["sample"].numpy(), sample.transpose(2, 0, 1))
+    assert np.array_equal(item["mask"].numpy(), mask.astype(np.int64))
+    assert np.array_equal(item["flow"].numpy(), flow, equal_nan=True)
+
+
+def test_item_refuses_a_bad_file_with_the_validators_message(tmp_path):
+    root = _synth_like_folder(tmp_path / "ds")
+    mask = _mask()
+    mask[0, 0] = 7
+    Image.fromarray(mask).save(root / "m0.png")
+    problems = problems_of(root)
+    assert len(problems) == 1
+    dataset = PairDataset(root)  # opening does not decode, so it does not refuse yet
+    with pytest.raises(DataError) as error:
+        dataset[0]
+    assert str(error.value) == problems[0]
+    dataset[1]  # the other pair is fine
