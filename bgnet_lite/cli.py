@@ -70,14 +70,27 @@ def _cmd_check(args) -> int:
     return 0
 
 
-def _cmd_train(args) -> int:
-    from .train import TrainConfig, train
+def train_config(argv: list[str]):
+    """The TrainConfig ``bgnet-lite train ...`` builds from ``argv`` (its arguments after
+    ``train``): only the flags given are set; the profile and the method fill the rest."""
+    argv = ["train", *argv]
+    return _train_config(build_parser(_method_from_argv(argv)).parse_args(argv))
+
+
+def _train_config(args):
+    from .train import TrainConfig
 
     settings = {name: value for name, value in vars(args).items() if name in _train_settings()}
     options = {name: _option_value(value) for name, value in vars(args).items()
                if name in _option_names(args.method)}
-    result = train(TrainConfig(data=args.data, out=args.out, method=args.method,
-                               options=options, **settings))
+    return TrainConfig(data=args.data, out=args.out, method=args.method, options=options,
+                       **settings)
+
+
+def _cmd_train(args) -> int:
+    from .train import train
+
+    result = train(_train_config(args))
     print(json.dumps(result, indent=2))
     return 0
 

@@ -5,9 +5,14 @@ import json
 
 import pytest
 import torch
+import torchvision
 
-from bgnet_lite.loss import focal_loss, matching_loss
-from bgnet_lite.model.bgnet import VARIANTS, BGNet, BGNetConfig, parameter_size_mb
+from bgnet_lite.losses import focal_loss, matching_loss
+from bgnet_lite.methods import create_model, method_name
+from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS, VARIANTS, BGNetConfig, Deviations
+from bgnet_lite.methods.bgnet.model import BGNet
+from bgnet_lite.metrics import parameter_size_mb
+from bgnet_lite.paper_results import PAPER_PARAMS_MB
 
 FLAGS = {  # Table 1 of the paper: (siamese, attention, matching)
     "S1": (False, False, False),
@@ -18,10 +23,11 @@ FLAGS = {  # Table 1 of the paper: (siamese, attention, matching)
 }
 
 
-def make_model(variant, **overrides):
+def make_model(variant, num_classes=1, in_channels=3, **options):
+    """A BGNet variant through the registry; options are flat (deviations included)."""
     torch.manual_seed(0)
-    overrides.setdefault("weights", "none")
-    return BGNet(BGNetConfig.from_variant(variant, **overrides))
+    options.setdefault("weights", "none")
+    return create_model(method_name(variant), num_classes, in_channels, **options)
 
 
 def random_pair(channels=3, size=64, batch=2, seed=1):
@@ -32,27 +38,63 @@ def random_pair(channels=3, size=64, batch=2, seed=1):
 
 @pytest.mark.parametrize("variant", VARIANTS)
 def test_variant_flags_follow_table_1(variant):
-    config = BGNetConfig.from_variant(variant)
+    config = BGNetConfig(variant=variant)
     assert (config.siamese, config.attention, config.matching) == FLAGS[variant]
-    assert BGNetConfig(variant=variant) == config  # the variant alone sets the flags
     assert config.attention_scales == (8, 32)
     assert (config.depth_8, config.depth_32, config.nhead) == (1, 2, 8)
+    assert config.deviations == Deviations()  # every deviation off: the paper
+    assert make_model(variant).config == dataclasses.replace(config, weights="none")
 
 
-def test_config_overrides_and_refusals():
-    assert BGNetConfig.from_variant("S5", matching=False).attention is True
-    assert BGNetConfig.from_variant("S5", matching=False).matching is False
-    config = BGNetConfig.from_variant("S3", depth_32=1)
+def test_config_round_trip_and_refusals():
+    config = BGNetConfig(variant="S5", depth_32=1, deviations=Deviations(local_match_px=6.0))
     as_json = json.loads(json.dumps(dataclasses.asdict(config)))  # tuples become lists
     assert BGNetConfig(**as_json) == config
     with pytest.raises(ValueError, match="variant"):
-        BGNetConfig.from_variant("S6")
+        BGNetConfig(variant="S6")
     with pytest.raises(ValueError, match="attention_scales"):
         BGNetConfig(attention_scales=(16,))
-    with pytest.raises(ValueError, match="siamese"):
-        BGNetConfig(variant="S1", matching=True)
+    with pytest.raises(ValueError, match="align_fine_scales needs matching"):
+        BGNetConfig(variant="S3", deviations=Deviations(align_fine_scales=True))
+    with pytest.raises(ValueError, match="local_match_px needs a Siamese"):
+        BGNetConfig(variant="S1", deviations=Deviations(local_match_px=4.0))
     with pytest.raises(ValueError, match="in_channels"):
         BGNetConfig(in_channels=4)
+    with pytest.raises(ValueError, match="no option nonsense"):
+        make_model("S5", nonsense=1)
+
+
+def conv_block_params(inputs, outputs):
+    """Two 3x3 convs without bias, each followed by BatchNorm (weight and bias)."""
+    return 9 * inputs * outputs + 9 * outputs * outputs + 4 * outputs
+
+
+def encoder_layer_params(d_model, qkv, mlp):
+    """Q, K, V, merge (no bias), MLP on [x, message] (no bias), two LayerNorms."""
+    return 3 * d_model * qkv + qkv * d_model + 2 * d_model * mlp + mlp * d_model + 4 * d_model
+
+
+def test_default_s5_has_the_papers_size():
+    resnet = torchvision.models.resnet18(weights=None)
+    backbone = sum(p.numel() for p in resnet.parameters()) - 512 * 1000 - 1000  # no fc
+    # decoder (64, 32, 16, 16) over the skips 256, 128, 64, 64 from the 512-channel map
+    decoder = (conv_block_params(512 + 256, 64) + conv_block_params(64 + 128, 32)
+               + conv_block_params(32 + 64, 16) + conv_block_params(16 + 64, 16) + 16 + 1)
+    # one self/cross pair at 1/8 (128 ch) and two at 1/32 (512 ch), Q/K/V 32, MLP 64
+    attention = 2 * encoder_layer_params(128, 32, 64) + 4 * encoder_layer_params(512, 32, 64)
+    expected = (backbone + decoder + attention) * 4 / 2**20
+    s5 = make_model("S5")
+    assert parameter_size_mb(s5) == pytest.approx(expected, rel=1e-12)
+    assert abs(expected / PAPER_PARAMS_MB - 1) < 0.05  # within 5 % of Table 3's 47.70 MB
+    assert parameter_size_mb(make_model("S2")) == pytest.approx(
+        (backbone + decoder) * 4 / 2**20, rel=1e-12)
+    loftr = make_model("S5", **LOFTR_WIDTHS)
+    loftr_attention = (2 * encoder_layer_params(128, 128, 256)
+                       + 4 * encoder_layer_params(512, 512, 1024))
+    loftr_decoder = (conv_block_params(768, 256) + conv_block_params(384, 128)
+                     + conv_block_params(192, 64) + conv_block_params(128, 64) + 64 + 1)
+    assert parameter_size_mb(loftr) == pytest.approx(
+        (backbone + loftr_decoder + loftr_attention) * 4 / 2**20, rel=1e-12)
 
 
 @pytest.mark.parametrize("variant", VARIANTS)
@@ -61,8 +103,10 @@ def test_forward_shapes(variant, channels, num_classes):
     model = make_model(variant, in_channels=channels, num_classes=num_classes)
     template, sample = random_pair(channels)
     with torch.no_grad():
-        output = model(template, sample)
-    assert output["logits"].shape == (2, num_classes, 64, 64)
+        logits = model(template, sample)
+        output = model.forward_details(template, sample)
+    assert logits.shape == (2, num_classes, 64, 64)
+    assert torch.equal(output["logits"], logits)
     assert torch.isfinite(output["logits"]).all()
     assert len(output["diff_feats"]) == 5
     assert ("matches" in output) == FLAGS[variant][2]
@@ -72,7 +116,7 @@ def test_non_square_odd_image_size():
     model = make_model("S5").eval()
     template, sample = torch.rand(1, 3, 70, 100), torch.rand(1, 3, 70, 100)
     with torch.no_grad():
-        assert model(template, sample)["logits"].shape == (1, 1, 70, 100)
+        assert model(template, sample).shape == (1, 1, 70, 100)
 
 
 def test_s1_encoder_takes_six_channels_and_s2_has_no_attention():
@@ -100,7 +144,7 @@ def test_attention_parameters_receive_gradients(variant):
     template, sample = random_pair()
     target = torch.zeros(2, 64, 64)
     target[:, 20:30, 20:30] = 1
-    focal_loss(model(template, sample)["logits"], target).backward()
+    focal_loss(model(template, sample), target).backward()
     # S3 subtracts template from sample at the same cell, so a bias that the last LayerNorm
     # adds to both cancels exactly and gets no gradient; weight matrices must all get one
     attention_parameters = [
@@ -116,7 +160,7 @@ def test_s2_subtracts_separately_computed_backbone_features():
     model = make_model("S2").eval()
     template, sample = random_pair()
     with torch.no_grad():
-        output = model(template, sample)
+        output = model.forward_details(template, sample)
         template_feats = model.backbone(template)
         sample_feats = model.backbone(sample)
     for diff, t, s in zip(output["diff_feats"], template_feats, sample_feats, strict=True):
@@ -128,7 +172,7 @@ def test_s4_matched_subtraction_against_naive_loop(theta):
     model = make_model("S4", theta=theta).eval()
     template, sample = random_pair(batch=1)
     with torch.no_grad():
-        output = model(template, sample)
+        output = model.forward_details(template, sample)
         template_feats = model.backbone(template)
         sample_feats = model.backbone(sample)
     for level, stride in ((2, 8), (4, 32)):
@@ -153,8 +197,8 @@ def test_match_prob_only_when_asked():
     model = make_model("S5").eval()
     template, sample = random_pair()
     with torch.no_grad():
-        plain = model(template, sample)
-        asked = model(template, sample, need_match_prob=True)
+        plain = model.forward_details(template, sample)
+        asked = model.forward_details(template, sample, need_match_prob=True)
     assert "match_prob" not in plain
     assert all(result.match_prob is None for result in plain["matches"].values())
     assert asked["match_prob"][8].shape == (2, 64, 64)  # [N, L, S] at 8 x 8 cells
@@ -167,7 +211,7 @@ def test_match_prob_only_when_asked():
 def test_matching_loss_trains_the_attention_through_match_prob():
     model = make_model("S5").train()
     template, sample = random_pair()
-    output = model(template, sample, need_match_prob=True)
+    output = model.forward_details(template, sample, need_match_prob=True)
     identity = torch.arange(64).expand(2, 64)  # ground truth: sample cell b <-> template cell b
     matching_loss(output["match_prob"][8], identity).backward()
     assert model.attention["8"].cross_layers[0].q_proj.weight.grad.abs().sum() > 0
@@ -180,7 +224,8 @@ def test_chunked_matching_gives_the_same_prediction():
     chunked.load_state_dict(dense.state_dict())
     template, sample = random_pair()
     with torch.no_grad():
-        dense_out, chunked_out = dense(template, sample), chunked(template, sample)
+        dense_out = dense.forward_details(template, sample)
+        chunked_out = chunked.forward_details(template, sample)
     for stride in (8, 32):
         assert torch.equal(
             dense_out["matches"][stride].sample_to_template,
@@ -197,7 +242,7 @@ def test_soft_match_is_differentiable_through_the_probabilities():
         model = make_model("S4", soft_match=soft_match, theta=1.0).eval()
         template.grad = None
         template.requires_grad_(True)
-        output = model(template, sample)
+        output = model.forward_details(template, sample)
         assert "match_prob" not in output  # computed for soft match, returned only if asked
         output["diff_feats"][2].sum().backward()
         if soft_match:
@@ -210,7 +255,7 @@ def test_soft_match_is_differentiable_through_the_probabilities():
 def test_matching_only_for_widgets():
     model = make_model("S2").eval()  # works even for variants that do not subtract by matches
     template, sample = random_pair(batch=1)
-    result = model.matching_only(template, sample, theta=0.0)
+    result = model.matching_only(template, sample)
     assert result["template_feats"][8].shape == (1, 128, 8, 8)
     assert result["sample_feats"][32].shape == (1, 512, 2, 2)
     assert result["matches"][8].match_prob.shape == (1, 64, 64)
@@ -248,13 +293,13 @@ def synthetic_pairs(count=4, size=64, seed=0):
 def train_losses(steps):
     """Adam (lr 1e-3) on two synthetic pairs; returns the model, last logits and the losses."""
     torch.manual_seed(0)
-    model = BGNet(BGNetConfig.from_variant("S5", in_channels=1, weights="none")).train()
+    model = BGNet(BGNetConfig(variant="S5", in_channels=1, weights="none")).train()
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     template, sample, mask = synthetic_pairs(count=2)
     losses = []
     for _ in range(steps):
         optimizer.zero_grad()
-        logits = model(template, sample)["logits"]
+        logits = model(template, sample)
         loss = focal_loss(logits, mask)
         loss.backward()
         optimizer.step()
@@ -263,8 +308,10 @@ def train_losses(steps):
 
 
 def test_s5_learns_synthetic_defects_deterministically():
-    logits, mask, losses = train_losses(12)
-    assert losses[-1] < 0.25 * losses[0], losses
+    # 30 steps: the paper-size decoder (a quarter of U-Net's widths) learns more slowly per
+    # step than the full-width one did in 12
+    logits, mask, losses = train_losses(30)
+    assert losses[-1] < 0.3 * losses[0], losses
     # not only "predict background everywhere": the defect square stands out
     prob = torch.sigmoid(logits[:, 0])
     assert prob[mask == 1].mean() > prob[mask == 0].mean() + 0.3

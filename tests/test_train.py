@@ -1,4 +1,5 @@
-"""Training engine and CLI: checkpoints, resume, evaluation JSON, prediction (tiny, on CPU)."""
+"""Training for any method and the CLI: checkpoints, resume, evaluation JSON, prediction (tiny,
+on CPU)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,13 @@ import pytest
 import torch
 from PIL import Image
 
-from bgnet_lite.cli import build_parser
 from bgnet_lite.cli import main as cli_main
+from bgnet_lite.cli import train_config
 from bgnet_lite.data.synth import SynthConfig, write_synth_dataset
-from bgnet_lite.engine import (
-    TrainConfig,
-    defect_iou_by_type,
-    learning_rate,
-    load_checkpoint,
-    train,
-)
-from bgnet_lite.model.bgnet import BGNetConfig
+from bgnet_lite.methods.bgnet.config import Deviations
+from bgnet_lite.train import TrainConfig, defect_iou_by_type, load_run, train
+from bgnet_lite.train.loop import make_scheduler
+from bgnet_lite.train.runs import load_checkpoint
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +27,10 @@ def tiny_data(tmp_path_factory):
     return out
 
 
-def _config(data, out, **overrides):
-    base = dict(data=str(data), out=str(out), variant="S5", profile="quick", steps=2,
-                batch_size=2, eval_every=2, val_pairs=2, weights="none", seed=0)
+def _config(data, out, options=None, **overrides):
+    base = dict(data=str(data), out=str(out), method="bgnet-s5", profile="quick", steps=2,
+                batch_size=2, eval_every=2, val_pairs=2, seed=0,
+                options={"weights": "none", **(options or {})})
     base.update(overrides)
     return TrainConfig(**base)
 
@@ -47,6 +45,7 @@ def test_train_writes_run_and_is_deterministic(tiny_data, tmp_path):
     info = json.loads((tmp_path / "a" / "run.json").read_text())
     assert {"commit", "device", "profile"} <= set(info["provenance"])
     assert info["train_config"]["seed"] == 0 and info["wall_time_s"] > 0
+    assert info["num_classes"] == 1 and info["pretrained"] is False  # binary: one logit
     state = load_checkpoint(tmp_path / "a" / "best.pt")  # weights_only=True inside
     assert all(isinstance(v, torch.Tensor) for v in state["model"].values())
 
@@ -62,43 +61,50 @@ def test_resume_continues_from_last_checkpoint(tiny_data, tmp_path):
 
 
 def test_match_loss_and_soft_match_train(tiny_data, tmp_path):
-    result = train(_config(tiny_data, tmp_path / "m", match_loss=1.0), progress=False)
+    result = train(_config(tiny_data, tmp_path / "m", {"match_loss": 1.0}), progress=False)
     history = json.loads((tmp_path / "m" / "history.json").read_text())
-    assert all(h["match"] > 0 for h in history["train"])  # ground-truth flows were used
+    for entry in history["train"]:  # ground-truth flows were used; total = focal + match
+        assert entry["match"] > 0
+        assert entry["loss"] == pytest.approx(entry["focal"] + entry["match"], rel=1e-6)
     assert result["steps"] == 2
-    train(_config(tiny_data, tmp_path / "soft", soft_match=True), progress=False)
-    aligned = train(_config(tiny_data, tmp_path / "align", match_loss=1.0,
-                            align_fine_scales=True, attention_dim=32), progress=False)
+    plain = json.loads((tmp_path / "m" / "run.json").read_text())
+    assert plain["model_config"]["deviations"]["match_loss"] == 1.0
+    train(_config(tiny_data, tmp_path / "soft", {"soft_match": True}), progress=False)
+    aligned = train(_config(tiny_data, tmp_path / "align",
+                            {"match_loss": 1.0, "align_fine_scales": True}), progress=False)
     assert aligned["steps"] == 2
-    local = train(_config(tiny_data, tmp_path / "local", match_loss=0.1, align_fine_scales=True,
-                          local_match_px=6.0, lr_schedule="cosine"), progress=False)
+    local = train(_config(tiny_data, tmp_path / "local",
+                          {"match_loss": 0.1, "align_fine_scales": True, "local_match_px": 6.0},
+                          lr_schedule="cosine"), progress=False)
     assert local["steps"] == 2
+    model, _ = load_run(tmp_path / "local")
+    assert model.config.deviations == Deviations(match_loss=0.1, align_fine_scales=True,
+                                                  local_match_px=6.0)
 
 
 def test_cli_options_reach_the_model_config(tmp_path):
-    args = build_parser().parse_args(
-        ["train", "DATA", "--out", str(tmp_path), "--variant", "S4", "--align-fine-scales",
+    config = train_config(
+        ["DATA", "--out", str(tmp_path), "--variant", "S4", "--align-fine-scales",
          "--attention-dim", "64", "--soft-match", "--theta", "0.3", "--temperature", "0.05",
-         "--local-match-px", "6", "--lr-schedule", "cosine"])
-    train_config = TrainConfig.from_args(args)
-    assert train_config.lr_schedule == "cosine"
-    model_config = train_config.model_config(num_classes=2)
-    assert model_config.local_match_px == 6.0
-    assert model_config.variant == "S4" and model_config.num_classes == 1
-    assert model_config.align_fine_scales and model_config.soft_match
-    assert model_config.attention_dim == 64
-    assert (model_config.theta, model_config.temperature) == (0.3, 0.05)
-    default = TrainConfig.from_args(build_parser().parse_args(
-        ["train", "DATA", "--out", str(tmp_path)])).model_config(num_classes=2)
-    assert not default.align_fine_scales and default.attention_dim is None
-    assert default.local_match_px == 0.0
-    assert (default.theta, default.temperature) == (0.2, 0.1)
+         "--local-match-px", "6", "--lr-schedule", "cosine", "--decoder-channels", "8", "8",
+         "8", "8", "--mlp-dim", "none"])
+    assert config.method == "bgnet-s4" and config.lr_schedule == "cosine"
+    # only what was given: every other option keeps the method's default
+    assert config.options == {"align_fine_scales": True, "attention_dim": 64,
+                              "soft_match": True, "theta": 0.3, "temperature": 0.05,
+                              "local_match_px": 6.0, "decoder_channels": (8, 8, 8, 8),
+                              "mlp_dim": None}
+    default = train_config(["DATA", "--out", str(tmp_path), "--profile", "quick"])
+    assert default.method == "bgnet-s5" and default.options == {}
+    assert default.steps == 8  # the profile fills what is not given (quick in tests)
+    with pytest.raises(SystemExit):
+        train_config(["DATA", "--out", str(tmp_path), "--method", "nope"])
 
 
 def test_cli_evaluate_and_predict(tiny_data, tmp_path, capsys):
     run = tmp_path / "run"
-    assert cli_main(["train", str(tiny_data), "--variant", "S2", "--out", str(run), "--profile",
-                     "quick", "--steps", "2", "--weights", "none"]) == 0
+    assert cli_main(["train", str(tiny_data), "--method", "bgnet-s2", "--out", str(run),
+                     "--profile", "quick", "--steps", "2", "--weights", "none"]) == 0
     json_path = tmp_path / "metrics.json"
     assert cli_main(["evaluate", str(run), str(tiny_data), "--split", "test", "--json",
                      str(json_path)]) == 0
@@ -129,7 +135,7 @@ def test_cli_train_help_is_readable(capsys):
     with pytest.raises(SystemExit):
         cli_main(["train", "--help"])
     text = capsys.readouterr().out
-    assert "S1 concatenation baseline" in text and "--match-loss" in text
+    assert "--variant" in text and "--match-loss" in text and "bgnet-lite methods" in text
 
 
 def test_focal_alpha_comes_from_the_profile_and_zero_means_off(tmp_path):
@@ -145,25 +151,37 @@ def test_compute_loss_applies_focal_alpha(tiny_data, alpha):
     from torchvision.ops import sigmoid_focal_loss
 
     from bgnet_lite.data.folder import PairDataset, collate_pairs
-    from bgnet_lite.engine import compute_loss
-    from bgnet_lite.model.bgnet import BGNet, BGNetConfig
+    from bgnet_lite.methods import create_model
+    from bgnet_lite.train.loop import _training_losses
 
     torch.manual_seed(0)
-    model = BGNet(BGNetConfig.from_variant("S2", weights="none")).eval()
+    model = create_model("bgnet-s2", weights="none").eval()
     batch = collate_pairs([PairDataset(tiny_data, "train", size=64)[i] for i in range(2)])
-    _, seg_loss, _, outputs = compute_loss(model, batch, 0.0, 2, alpha)
-    reference = sigmoid_focal_loss(outputs["logits"][:, 0], batch["mask"].float(),
+    total, focal, extra = _training_losses(model, batch, alpha)
+    logits = model(batch["template"], batch["sample"])
+    reference = sigmoid_focal_loss(logits[:, 0], batch["mask"].float(),
                                    alpha=alpha or -1, gamma=2.0, reduction="mean")
-    torch.testing.assert_close(seg_loss, reference.detach())
+    torch.testing.assert_close(focal, reference.detach())
+    assert extra == {} and torch.equal(total.detach(), focal)
 
 
 def test_learning_rate_schedules_against_hand_values():
-    assert learning_rate(1e-3, "constant", 7, 10) == 1e-3
+    def rates(schedule, steps, base=1e-3):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=base)
+        scheduler = make_scheduler(optimizer, schedule, steps)
+        seen = []
+        for _ in range(steps + 1):
+            seen.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            scheduler.step()
+        return seen
+
+    assert rates("constant", 10) == [1e-3] * 11
+    cosine = rates("cosine", 100)
     # cos(0) = 1, cos(pi / 2) = 0, cos(pi) = -1
-    assert learning_rate(1e-3, "cosine", 0, 100) == pytest.approx(1e-3)
-    assert learning_rate(1e-3, "cosine", 50, 100) == pytest.approx(5e-4)
-    assert learning_rate(1e-3, "cosine", 100, 100) == pytest.approx(0.0, abs=1e-15)
-    assert learning_rate(2.0, "cosine", 25, 100) == pytest.approx(1 + math.sqrt(0.5))
+    assert cosine[0] == pytest.approx(1e-3) and cosine[50] == pytest.approx(5e-4)
+    assert cosine[100] == pytest.approx(0.0, abs=1e-15)
+    assert rates("cosine", 100, base=2.0)[25] == pytest.approx(1 + math.sqrt(0.5))
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(data="d", out="o", lr_schedule="step")
 
@@ -184,12 +202,10 @@ def test_cosine_schedule_reaches_the_optimizer(tiny_data, tmp_path, monkeypatch)
 
 
 class _BrightIsDefect(torch.nn.Module):
-    """A stand-in model: defect wherever the sample's first channel exceeds 0.5."""
-
-    config = BGNetConfig(variant="S2")  # binary: one logit
+    """A stand-in model: defect wherever the sample's first channel exceeds 0.5 (one logit)."""
 
     def forward(self, template, sample):
-        return {"logits": (sample[:, :1] - 0.5) * 20}
+        return (sample[:, :1] - 0.5) * 20
 
 
 def _pair(kind, sample_rows, mask_rows):
