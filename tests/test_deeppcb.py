@@ -21,7 +21,6 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bgnet_lite.cli import main as cli_main
 from bgnet_lite.data import deeppcb
 from bgnet_lite.data.deeppcb import (
     CLASSES,
@@ -374,6 +373,8 @@ def test_bad_source_folder_names_the_path(tmp_path):
 def test_cli_is_the_entry_point(fixture_root, tmp_path, capsys):
     """``bgnet-lite data deeppcb`` builds the same folder as the function and prints the
     report; a bad request exits 2 with the message."""
+    from bgnet_lite.cli import main as cli_main
+
     root, _ = fixture_root
     out = tmp_path / "cli"
     assert cli_main(["data", "deeppcb", str(out), "--source", str(root), "--size", "64",
