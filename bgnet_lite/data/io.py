@@ -29,11 +29,12 @@ SPLITS = ("train", "val", "test")
 
 
 class DataError(ValueError):
-    """Bad input: the message names the file and says what to do."""
+    """Bad input: the message names the file and says what to do (chapter 1)."""
 
 
 def atomic_write_bytes(path: str | os.PathLike, write) -> None:
-    """Call ``write(tmp_path)`` and rename the result onto ``path`` only if it succeeded."""
+    """Call ``write(tmp_path)`` and rename the result onto ``path`` only if it succeeded
+    (chapter 1)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -48,7 +49,7 @@ def atomic_write_bytes(path: str | os.PathLike, write) -> None:
 
 
 def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
-    """Write a uint8 ``[H, W]`` or ``[H, W, 3]`` array as PNG, atomically."""
+    """Write a uint8 ``[H, W]`` or ``[H, W, 3]`` array as PNG, atomically (chapter 1)."""
     array = np.asarray(array)
     if array.dtype != np.uint8:
         raise TypeError(f"{path}: PNG data must be uint8, got {array.dtype}")
@@ -57,7 +58,7 @@ def save_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
 
 def save_flow(path: str | os.PathLike, flow: np.ndarray) -> None:
-    """Write a ``[2, H, W]`` correspondence field as float16 ``.npy``, atomically."""
+    """Write a ``[2, H, W]`` correspondence field as float16 ``.npy``, atomically (chapter 1)."""
     flow = np.asarray(flow)
     if flow.ndim != 3 or flow.shape[0] != 2:
         raise ValueError(f"{path}: flow must be [2, H, W], got {flow.shape}")
@@ -70,7 +71,7 @@ def save_flow(path: str | os.PathLike, flow: np.ndarray) -> None:
 
 
 def read_image(path: str | os.PathLike, *, kind: str = "image") -> np.ndarray:
-    """Read an 8-bit greyscale or RGB image as uint8 ``[H, W]`` or ``[H, W, 3]``.
+    """Read an 8-bit greyscale or RGB image as uint8 ``[H, W]`` or ``[H, W, 3]`` (chapter 1).
 
     ``kind`` is ``"image"`` (template/sample) or ``"mask"``.  Anything else a user might have
     (RGBA, 16-bit, palette, truncated files) is refused with a message saying how to fix it.
@@ -124,7 +125,8 @@ def read_image(path: str | os.PathLike, *, kind: str = "image") -> np.ndarray:
 
 
 def load_flow(path: str | os.PathLike, image_hw: tuple[int, int]) -> tuple[np.ndarray, int]:
-    """Read a flow ``.npy`` and return it as float32 with its downsampling factor ``s``."""
+    """Read a flow ``.npy`` and return it as float32 with its downsampling factor ``s``
+    (chapter 1)."""
     path = Path(path)
     try:
         flow = np.load(path, allow_pickle=False)
@@ -145,8 +147,8 @@ def load_flow(path: str | os.PathLike, image_hw: tuple[int, int]) -> tuple[np.nd
 
 
 class DatasetWriter:
-    """Build a dataset folder atomically: everything goes to a temporary sibling folder that is
-    renamed to ``out_dir`` by :meth:`close`; on error the temporary folder is removed.
+    """Build a dataset folder atomically (chapter 1): everything goes to a temporary sibling
+    folder that is renamed to ``out_dir`` by :meth:`close`; on error it is removed.
 
     Use as a context manager::
 

@@ -20,7 +20,8 @@ from .table import PairRecord, list_pairs
 @dataclass
 class PairArrays:
     """One decoded triplet: uint8 images ``[H, W(, 3)]``, the mask ``[H, W]`` as stored (None
-    without a mask file) and the flow float32 ``[2, H/s, W/s]`` (None without a flow file)."""
+    without a mask file) and the flow float32 ``[2, H/s, W/s]`` (None without a flow file)
+    (chapter 1)."""
 
     template: np.ndarray
     sample: np.ndarray

@@ -19,7 +19,7 @@ from .table import PairRecord, list_pairs
 
 @dataclass
 class Augment:
-    """Training augmentations that keep template and sample in their own frames.
+    """Training augmentations that keep template and sample in their own frames (chapter 1).
 
     Flips are applied to both images together (the correspondence is flipped with them); the
     photometric jitter is drawn independently for each image, as texture varies between a
@@ -164,7 +164,7 @@ class PairDataset(Dataset):
 
 
 def collate_pairs(items: list[dict]) -> dict:
-    """Stack a list of dataset items; ``meta`` becomes a list of dicts."""
+    """Stack a list of dataset items; ``meta`` becomes a list of dicts (chapter 1)."""
     return {
         "template": torch.stack([i["template"] for i in items]),  # [N, C, H, W]
         "sample": torch.stack([i["sample"] for i in items]),  # [N, C, H, W]

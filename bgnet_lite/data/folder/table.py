@@ -17,7 +17,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 @dataclass
 class PairRecord:
-    """One template/sample(/mask) triplet with its metadata."""
+    """One template/sample(/mask) triplet with its metadata (chapter 1)."""
 
     template: Path
     sample: Path
@@ -29,7 +29,7 @@ class PairRecord:
 
 @dataclass
 class PairTable:
-    """Everything listed in a dataset folder."""
+    """Everything listed in a dataset folder (chapter 1)."""
 
     root: Path
     records: list[PairRecord]
@@ -44,12 +44,15 @@ class PairTable:
 
 
 def deterministic_split(key: str) -> str:
-    """80/10/10 train/val/test from a CRC32 of ``key`` (stable across runs and machines)."""
+    """80/10/10 train/val/test from a CRC32 of ``key`` (stable across runs and machines)
+    (chapter 1)."""
     bucket = zlib.crc32(key.encode("utf-8")) % 10
     return "test" if bucket == 0 else "val" if bucket == 1 else "train"
 
 
 def read_class_names(root: Path) -> tuple[str, ...]:
+    """Class names from ``classes.json`` (background first), else background/defect
+    (chapter 1)."""
     path = root / "classes.json"
     if not path.is_file():
         return ("background", "defect")
@@ -192,7 +195,7 @@ def _table_from_csv(root: Path, require_mask: bool) -> tuple[list[PairRecord], l
 
 def list_pairs(root: str | Path, *, require_mask: bool = True,
                strict: bool = True) -> tuple[PairTable, list[str]]:
-    """List the triplets of a dataset folder and the structural problems found.
+    """List the triplets of a dataset folder and the structural problems found (chapter 1).
 
     With ``strict`` (the default) the first problem raises :class:`DataError`.  Image contents are
     not opened here; :func:`check_dataset` does that.
