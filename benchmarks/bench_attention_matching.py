@@ -42,8 +42,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-from bgnet_lite.model.attention import linear_attention, softmax_attention  # noqa: E402
-from bgnet_lite.model.matching import MatchConfig, match_chunked, match_dense  # noqa: E402
+from bgnet_lite.methods.bgnet.attention import linear_attention, softmax_attention  # noqa: E402
+from bgnet_lite.methods.bgnet.matching import MatchConfig, match_chunked, match_dense  # noqa: E402
 
 GIB = 2**30
 CHANNELS = 128

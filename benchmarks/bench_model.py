@@ -21,19 +21,21 @@ import time
 
 import torch
 
-from bgnet_lite.model.bgnet import VARIANTS, BGNet, BGNetConfig, parameter_size_mb
+from bgnet_lite.methods import create_model, method_name
+from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS, VARIANTS
+from bgnet_lite.metrics import parameter_size_mb
+from bgnet_lite.paper_results import PAPER_PARAMS_MB as PAPER_BGNET_MB
 
-PAPER_BGNET_MB = 47.70  # Table 3 of the paper, unit "MB" undefined there
 # rows: the five variants, then S5 with match_chunked (no dense L x S matrix), S5 with one
 # instead of two self/cross repetitions at 1/32 (the most expensive attention block), and S5
-# with Q/K/V 128 wide (eq. 11's C_1) instead of the backbone's 512 channels at 1/32, and S5
-# with align_fine_scales (the similarity fit and three resampled template maps), and that plus
+# with LoFTR's widths (the default before the paper-size rule), and S5 with
+# align_fine_scales (the similarity fit and three resampled template maps), and that plus
 # local_match_px = 6 (the window search at 1/2 and 1/4)
 ROWS = {
     **{variant: (variant, {}) for variant in VARIANTS},
     "S5-chunked": ("S5", {"chunked_matching": True}),
     "S5-d32=1": ("S5", {"depth_32": 1}),
-    "S5-C1=128": ("S5", {"attention_dim": 128}),
+    "S5-LoFTR": ("S5", LOFTR_WIDTHS),
     "S5-align": ("S5", {"align_fine_scales": True}),
     "S5-local": ("S5", {"align_fine_scales": True, "local_match_px": 6.0}),
 }
@@ -47,7 +49,7 @@ def random_pair(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def forward_seconds(
-    model: BGNet, template: torch.Tensor, sample: torch.Tensor, clock=time.perf_counter
+    model: torch.nn.Module, template: torch.Tensor, sample: torch.Tensor, clock=time.perf_counter
 ) -> float:
     """Seconds of one no-grad forward pass, measured with ``clock``."""
     with torch.no_grad():
@@ -77,11 +79,11 @@ def main() -> None:
         f"batch 1, no grad, eval, median of {args.repeats}; "
         f"load average at start {os.getloadavg()[0]:.1f}"
     )
-    models: dict[str, BGNet] = {}
+    models: dict[str, torch.nn.Module] = {}
     for name in ROWS:
         torch.manual_seed(0)
         variant, overrides = ROWS[name]
-        models[name] = BGNet(BGNetConfig.from_variant(variant, weights="none", **overrides)).eval()
+        models[name] = create_model(method_name(variant), weights="none", **overrides).eval()
     sizes_mib = {name: parameter_size_mb(model) for name, model in models.items()}
     seconds: dict[str, dict[int, float]] = {name: {} for name in ROWS}
     for size in args.sizes:
@@ -104,7 +106,7 @@ def main() -> None:
         model_params = sizes_mib[name] * 2**20 / 4 / 1e6
         cells = " | ".join(f"{seconds[name][size] * 1e3:8.1f}" for size in args.sizes)
         print(f"{name:10s} | {cells} | {model_params:10.2f} | {sizes_mib[name]:9.2f}")
-    for name in ("S5", "S5-C1=128", "S5-align", "S5-local"):
+    for name in ("S5", "S5-LoFTR", "S5-align", "S5-local"):
         ratios = " | ".join(
             f"{size}²: {seconds[name][size] / seconds['S2'][size]:.2f}" for size in args.sizes
         )

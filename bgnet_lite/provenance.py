@@ -20,7 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 # the code that produces results; "-dirty" when a tracked file here differs from HEAD
-CODE_PATHS = ("bgnet_lite", "tools", "benchmarks", "data_scripts")
+CODE_PATHS = ("bgnet_lite", "experiments", "tools", "benchmarks")
 
 
 def git_commit(repo: str | Path = REPO_ROOT) -> str:

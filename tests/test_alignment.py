@@ -7,8 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from bgnet_lite.model.alignment import cell_centres, fit_similarity, warp_template
-from bgnet_lite.model.bgnet import BGNet, BGNetConfig
+from bgnet_lite.methods.bgnet.config import BGNetConfig, Deviations
+from bgnet_lite.methods.bgnet.deviations.alignment import (
+    cell_centres,
+    fit_similarity,
+    warp_template,
+)
+from bgnet_lite.methods.bgnet.model import BGNet
 
 
 def translated_matches(size: int, shift_x: int, shift_y: int) -> torch.Tensor:
@@ -89,16 +94,16 @@ def aligned_s4_on_random_pair(height: int, width: int):
     the model's output on it."""
     torch.manual_seed(0)
     model = BGNet(BGNetConfig(variant="S4", weights="none", theta=0.0,
-                              align_fine_scales=True)).eval()
+                              deviations=Deviations(align_fine_scales=True))).eval()
     template, sample = torch.rand(1, 3, height, width), torch.rand(1, 3, height, width)
     with torch.no_grad():
-        output = model(template, sample)
+        output = model.forward_details(template, sample)
     return model, template, sample, output
 
 
 def test_model_aligns_the_unmatched_scales_only():
     with pytest.raises(ValueError, match="align_fine_scales needs matching"):
-        BGNetConfig(variant="S2", align_fine_scales=True)
+        BGNetConfig(variant="S2", deviations=Deviations(align_fine_scales=True))
     model, template, sample, output = aligned_s4_on_random_pair(64, 64)
     with torch.no_grad():
         template_feats, sample_feats = model.backbone(template), model.backbone(sample)
@@ -111,7 +116,7 @@ def test_model_aligns_the_unmatched_scales_only():
     plain = BGNet(BGNetConfig(variant="S4", weights="none", theta=0.0)).eval()
     plain.load_state_dict(model.state_dict())
     with torch.no_grad():
-        plain_output = plain(template, sample)
+        plain_output = plain.forward_details(template, sample)
     for level in (2, 4):  # the matched scales are eq. 8 either way
         assert torch.equal(output["diff_feats"][level], plain_output["diff_feats"][level])
 

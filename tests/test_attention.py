@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bgnet_lite.model.attention import (
+from bgnet_lite.methods.bgnet.attention import (
     EncoderLayer,
     SelfCrossStack,
     elu_feature_map,

@@ -8,14 +8,14 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
-from bgnet_lite.model import backbone as backbone_module
-from bgnet_lite.model.backbone import (
+from bgnet_lite.methods.bgnet import backbone as backbone_module
+from bgnet_lite.methods.bgnet.backbone import (
     BACKBONE_CHANNELS,
     BACKBONE_STRIDES,
     ResNet18Backbone,
     widen_first_conv,
 )
-from bgnet_lite.model.fusion import FusionDecoder
+from bgnet_lite.methods.bgnet.fusion import FusionDecoder
 
 WEIGHT_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet ResNet-18 file name
 

@@ -3,12 +3,13 @@
 import pytest
 import torch
 
-from bgnet_lite.model.bgnet import BGNet, BGNetConfig
-from bgnet_lite.model.local_match import (
+from bgnet_lite.methods.bgnet.config import BGNetConfig, Deviations
+from bgnet_lite.methods.bgnet.deviations.local_match import (
     local_matched_subtraction,
     window_displacements,
     window_radius,
 )
+from bgnet_lite.methods.bgnet.model import BGNet
 
 
 def naive_local_subtraction(sample_map, template_map, radius):
@@ -102,12 +103,13 @@ def test_gradients_reach_both_maps_through_the_chosen_cells():
 def test_model_uses_it_at_the_unmatched_scales_only():
     torch.manual_seed(0)
     plain = BGNet(BGNetConfig(variant="S4", weights="none")).eval()
-    local = BGNet(BGNetConfig(variant="S4", weights="none", local_match_px=6)).eval()
+    local = BGNet(BGNetConfig(variant="S4", weights="none",
+                                  deviations=Deviations(local_match_px=6))).eval()
     local.load_state_dict(plain.state_dict())
     template, sample = torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 64)
     with torch.no_grad():
-        plain_diffs = plain(template, sample)["diff_feats"]
-        local_diffs = local(template, sample)["diff_feats"]
+        plain_diffs = plain.forward_details(template, sample)["diff_feats"]
+        local_diffs = local.forward_details(template, sample)["diff_feats"]
         template_feats, sample_feats = local.siamese_features(template, sample)
     # 1/8 and 1/32 are matched (eq. 8) and 1/16 has radius 0: unchanged
     for level in (2, 3, 4):

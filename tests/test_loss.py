@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
 
-from bgnet_lite.loss import focal_loss, matching_loss
+from bgnet_lite.losses import focal_loss, matching_loss
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum"])

@@ -5,7 +5,6 @@ import math
 import numpy as np
 import pytest
 import torch
-
 from matching_reference import dual_softmax, mnn_naive, score_matrix
 
 from bgnet_lite.methods.bgnet.matching import (

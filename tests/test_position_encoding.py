@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from bgnet_lite.model.position_encoding import PositionEncodingSine, sine_position_encoding
+from bgnet_lite.methods.bgnet.position_encoding import PositionEncodingSine, sine_position_encoding
 
 
 def test_matches_hand_computed_values_c8_h2_w3():

@@ -1,7 +1,7 @@
 """The issue-3 investigation: why S5 does not beat S2 in a laptop budget, and what changes it.
 
-    python tools/investigate_cpu.py                  # every run below, ~3 h on 2 idle cores
-    python tools/investigate_cpu.py --only v1-S2,v1-S5-match
+    python experiments/investigate_cpu.py              # every run below, ~3 h on 2 idle cores
+    python experiments/investigate_cpu.py --only v1-S2,v1-S5-match
 
 Each run trains on the OCD-like set at 128x128 (918 pairs, seed 0) for the same short budget
 (seven long runs excepted) and is scored on the unseen-batch test split: defect IoU at the 0.5
@@ -11,7 +11,8 @@ matching quality where the model matches.  The axes are the data variation (0 = 
 backgrounds), the focal loss's alpha, the learning rate, theta, and, for S5 with the matching
 loss and align_fine_scales, the attention depth, the matching temperature, and local_match_px
 with its window and the matching loss's weight.  Results go to results/investigation-cpu.json
-with provenance.
+with provenance.  Every run was recorded before the paper-size default widths (chapter 6), so
+every run here pins the widths it had then (``LOFTR_WIDTHS``) and re-runs the same model.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ sys.path.insert(0, str(REPO))
 
 from bgnet_lite.data.cache import ensure_synth  # noqa: E402
 from bgnet_lite.data.folder import PairDataset, collate_pairs  # noqa: E402
-from bgnet_lite.engine import TrainConfig, evaluate, load_run, save_json, train  # noqa: E402
+from bgnet_lite.methods import get_method, method_name  # noqa: E402
+from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS  # noqa: E402
+from bgnet_lite.paths import runs_root  # noqa: E402
 from bgnet_lite.provenance import provenance  # noqa: E402
+from bgnet_lite.train import TrainConfig, evaluate, load_run, save_json, train  # noqa: E402
 
 BASE = {"steps": 150, "batch_size": 4, "eval_every": 150, "val_pairs": 16, "lr": 1e-3,
         "focal_alpha": 0.9}
@@ -89,13 +93,26 @@ RUNS = {
 }
 
 
+def split_settings(variant: str, overrides: dict) -> tuple[dict, dict]:
+    """Training settings and BGNet options of a run (``depth`` d means d at 1/8, 2 d at 1/32,
+    as recorded); the widths every recorded run had."""
+    overrides = dict(overrides)
+    depth = overrides.pop("depth", None)
+    option_names = {item.name for item in get_method(method_name(variant)).option_fields()}
+    options = {**LOFTR_WIDTHS, **{k: v for k, v in overrides.items() if k in option_names}}
+    if depth is not None:
+        options.update(depth_8=depth, depth_32=2 * depth)
+    settings = {k: v for k, v in overrides.items() if k not in option_names}
+    return settings, options
+
+
 @torch.no_grad()
 def defect_probabilities(model, dataset) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel defect probability and truth over a whole split (flattened)."""
     loader = DataLoader(dataset, batch_size=8, collate_fn=collate_pairs)
     probs, truth = [], []
     for batch in loader:
-        logits = model(batch["template"], batch["sample"])["logits"]  # [N, 1, H, W]
+        logits = model(batch["template"], batch["sample"])  # [N, 1, H, W]
         probs.append(torch.sigmoid(logits[:, 0]).flatten().numpy())
         truth.append(batch["mask"].flatten().numpy() > 0)
     return np.concatenate(probs), np.concatenate(truth)
@@ -121,19 +138,22 @@ def main(argv=None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", default=None, help="comma-separated run names")
     parser.add_argument("--out", default=str(REPO / "results" / "investigation-cpu.json"))
-    parser.add_argument("--runs-dir", default=str(REPO / "runs" / "investigation"))
+    parser.add_argument("--runs-dir", default=None,
+                        help="default <BGNET_HOME or current folder>/runs/investigation")
     args = parser.parse_args(argv)
     torch.set_num_threads(2)
     names = args.only.split(",") if args.only else list(RUNS)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     thresholds = np.round(np.linspace(0.05, 0.95, 19), 2)
+    runs_dir = Path(args.runs_dir) if args.runs_dir else runs_root() / "investigation"
     for name in names:
         variation, variant, overrides = RUNS[name]
-        settings = {**BASE, **overrides}
+        settings, options = split_settings(variant, {**BASE, **overrides})
         data = ensure_synth("cpu", variation=variation)
-        config = TrainConfig(data=str(data), out=str(Path(args.runs_dir) / name),
-                             variant=variant, profile="cpu", seed=0, **settings)
+        config = TrainConfig(data=str(data), out=str(runs_dir / name),
+                             method=method_name(variant), options=options, profile="cpu",
+                             seed=0, **settings)
         summary = train(config, progress=False)
         model, info = load_run(config.out)
         started = time.time()

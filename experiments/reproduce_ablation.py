@@ -1,12 +1,13 @@
 """Train and evaluate the ablation runs of a profile; write results/ablation-<profile>.json.
 
-    python tools/reproduce_ablation.py --profile cpu              # S2, S5, S5 + options
-    python tools/reproduce_ablation.py --profile full --runs all  # S1-S5 and the S5 options
-    python tools/reproduce_ablation.py --profile cpu --runs S2,S5-align --seed 1  # another seed
+    python experiments/reproduce_ablation.py --profile cpu              # S2, S5, S5 + options
+    python experiments/reproduce_ablation.py --profile full --runs all  # S1-S5 and the options
+    python experiments/reproduce_ablation.py --profile cpu --runs S2,S5-align --seed 1
 
 Each entry of the JSON holds the test-split metrics of the run's best-on-validation checkpoint
 (unseen batches of the OCD-like set), matching quality, parameter size, and provenance (commit,
-profile, seed, device, wall time).  Runs are cached under runs/<profile>/ and reused.  The seed
+profile, seed, device, wall time).  Runs are cached under <BGNET_HOME>/runs/<profile>/ and
+reused.  The seed
 draws the dataset and the initialisation; a seed other than 0 gets its own run folders
 (``S2-seed1``) and JSON (``ablation-cpu-seed1.json``).
 """
@@ -23,9 +24,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from bgnet_lite.data.cache import ensure_synth  # noqa: E402
-from bgnet_lite.engine import ensure_run, evaluate_run, format_metrics, save_json  # noqa: E402
+from bgnet_lite.methods import method_name  # noqa: E402
+from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS  # noqa: E402
+from bgnet_lite.paths import home  # noqa: E402
 from bgnet_lite.profiles import get_profile  # noqa: E402
+from bgnet_lite.train import ensure_run, evaluate_run, format_metrics, save_json  # noqa: E402
 
+# name: (variant, BGNet options)
 RUNS = {
     "S1": ("S1", {}),
     "S2": ("S2", {}),
@@ -39,6 +44,9 @@ RUNS = {
     # deviation: then subtract the nearest template feature within 6 px at 1/2 and 1/4; the
     # matching loss weighs 0.1 (results/investigation-cpu.json: 1.0 holds the segmentation back)
     "S5-local": ("S5", {"match_loss": 0.1, "align_fine_scales": True, "local_match_px": 6.0}),
+    # S2 with the widths every run had before the paper-size default (the U-Net decoder):
+    # the check that the redesigned engine reproduces the earlier S2 exactly
+    "S2-LoFTR-widths": ("S2", LOFTR_WIDTHS),
 }
 DEFAULT_RUNS = ("S2", "S5", "S5-match", "S5-soft", "S5-align", "S5-local")
 
@@ -59,22 +67,27 @@ def main(argv=None) -> int:
     out_path = Path(args.out or REPO / "results" / f"ablation-{profile.name}{suffix}.json")
     results = json.loads(out_path.read_text()) if out_path.is_file() else {}
     for name in names:
-        variant, overrides = RUNS[name]
+        variant, options = RUNS[name]
         started = time.time()
-        run = ensure_run(data, variant, profile=profile.name, name=name + suffix,
-                         seed=args.seed, **overrides)
+        run = ensure_run(data, method_name(variant), options=options, profile=profile.name,
+                         name=name + suffix, seed=args.seed)
         metrics = evaluate_run(run, data, split="test")
         metrics["name"] = name
-        metrics["overrides"] = overrides
-        metrics["data"] = str(Path(data).relative_to(REPO)) if Path(data).is_relative_to(
-            REPO) else str(data)
-        metrics["run"] = str(Path(run).relative_to(REPO)) if Path(run).is_relative_to(
-            REPO) else str(run)
+        metrics["variant"] = variant
+        metrics["data"] = _relative(data)
+        metrics["run"] = _relative(run)
         results[name] = metrics
         save_json(out_path, results)
         print(format_metrics(metrics), f"\n  (this script: {time.time() - started:.0f} s)",
               flush=True)
     return 0
+
+
+def _relative(path) -> str:
+    """A path under BGNET_HOME as written relative to it (no machine's folders in results)."""
+    path = Path(path).resolve()
+    return str(path.relative_to(home().resolve())) if path.is_relative_to(home().resolve()) \
+        else str(path)
 
 
 if __name__ == "__main__":
