@@ -6,6 +6,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PROFILE ?=
+# generated data and training runs: data/ and runs/ here (git-ignored), whatever folder a
+# chapter runs in
+export BGNET_HOME ?= $(CURDIR)
 STAMP := $(VENV)/.installed-stamp
 WEB_STAMP := book/_widgets/vendor/.stamp
 

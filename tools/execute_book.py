@@ -4,7 +4,8 @@ Usage: ``python tools/execute_book.py BOOK_DIR [--toc _toc.yml] [--timeout SECON
 
 The chapters are the ``.ipynb`` files ``_toc.yml`` lists (looked up in BOOK_DIR, then its
 parent), in order, that lie under BOOK_DIR.  Each runs with nbclient on the ``python3`` kernel in
-its own folder, with the caller's environment (so ``BGNET_PROFILE`` picks the profile) and the
+its own folder, with the caller's environment (so ``BGNET_PROFILE`` picks the profile;
+``BGNET_HOME`` defaults to the repository root, where data/ and runs/ are cached) and the
 repository root on ``PYTHONPATH``.  Widget state is stored in the notebook so the static book can
 replay chapter 8's widgets without a kernel.  A notebook is rewritten atomically and only if every
 cell ran; the wall time per chapter is printed.
@@ -25,7 +26,6 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
 def toc_files(toc_path: Path) -> list[Path]:
@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     # the kernel imports bgnet_lite from this checkout even where it is not pip-installed
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+    # one data and run cache for every chapter: the repository's (git-ignored) data/ and runs/
+    os.environ.setdefault("BGNET_HOME", str(REPO_ROOT))
     profile = os.environ.get("BGNET_PROFILE", "cpu (default)")
     print(f"executing {len(chapters)} chapters, BGNET_PROFILE={profile}", flush=True)
     total = 0.0
