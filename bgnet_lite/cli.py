@@ -17,6 +17,7 @@ import json
 import sys
 
 from .data.io import DataError
+from .dataclass_flags import add_field_flag, field_default, option_value
 
 DESCRIPTION = """\
 bgnet-lite: segment surface defects by comparing a defect-free TEMPLATE image with a SAMPLE
@@ -81,7 +82,7 @@ def _train_config(args):
     from .train import TrainConfig
 
     settings = {name: value for name, value in vars(args).items() if name in _train_settings()}
-    options = {name: _option_value(value) for name, value in vars(args).items()
+    options = {name: option_value(value) for name, value in vars(args).items()
                if name in _option_names(args.method)}
     return TrainConfig(data=args.data, out=args.out, method=args.method, options=options,
                        **settings)
@@ -121,7 +122,7 @@ def _cmd_methods(args) -> int:
         print(f"paper's Params (Table 3): {_or_dash(entry.paper_params_mb)} MB")
         print("options (bgnet-lite train DATA --method NAME --OPTION VALUE):")
         for item in entry.option_fields():
-            print(f"  --{item.name.replace('_', '-'):<22} default {_default(item)!r}")
+            print(f"  --{item.name.replace('_', '-'):<22} default {field_default(item)!r}")
         return 0
     print(f"{'method':<12} {'family':<26} {'paper MB':>8} {'paper mIoU':>10}  summary")
     for name in method_names():
@@ -136,12 +137,6 @@ def _or_dash(value) -> str:
     return "-" if value is None else f"{value:g}"
 
 
-def _default(item: dataclasses.Field):
-    if item.default_factory is not dataclasses.MISSING:
-        return item.default_factory()
-    return item.default
-
-
 def _train_settings() -> dict[str, dataclasses.Field]:
     """TrainConfig's fields a flag sets (data, out, method and options are set otherwise)."""
     from .train import TrainConfig
@@ -154,39 +149,6 @@ def _option_names(method: str) -> set[str]:
     from .methods import get_method
 
     return {item.name for item in get_method(method).option_fields()}
-
-
-def _option_value(value):
-    """A list flag's values as a tuple; ``none`` alone as None."""
-    if isinstance(value, list):
-        return None if value == [None] else tuple(value)
-    return value
-
-
-def _none_or(convert):
-    def parse(text: str):
-        return None if text.lower() == "none" else convert(text)
-
-    parse.__name__ = convert.__name__
-    return parse
-
-
-def _add_field_flag(group, item: dataclasses.Field, choices=None) -> None:
-    """One flag per dataclass field, typed from its annotation; a flag not given leaves the
-    dataclass default (so a value has one source)."""
-    annotation = str(item.type)
-    flag = "--" + item.name.replace("_", "-")
-    default = _default(item)
-    shown = "the profile's" if default is None and item.name in _train_settings() else default
-    options = {"dest": item.name, "default": argparse.SUPPRESS, "help": f"default: {shown}"}
-    if annotation == "bool":
-        group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
-        return
-    base = (int if "int" in annotation else float if "float" in annotation else str)
-    convert = _none_or(base) if "None" in annotation else base
-    if annotation.startswith("tuple"):
-        options["nargs"] = "+"
-    group.add_argument(flag, type=convert, choices=choices, **options)
 
 
 def _method_from_argv(argv: list[str] | None) -> str:
@@ -309,10 +271,11 @@ def _add_train_parser(commands, method: str) -> None:
     settings = train.add_argument_group("training settings (default: the profile's)")
     choices = {"profile": list(PROFILES), "lr_schedule": list(LR_SCHEDULES)}
     for name, item in _train_settings().items():
-        _add_field_flag(settings, item, choices.get(name))
+        shown = "the profile's" if field_default(item) is None else None
+        add_field_flag(settings, item, choices.get(name), shown)
     options = train.add_argument_group(f"options of {method}")
     for item in get_method(method).option_fields():
-        _add_field_flag(options, item)
+        add_field_flag(options, item)
     train.set_defaults(func=_cmd_train, method=method)
 
 
