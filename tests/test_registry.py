@@ -112,3 +112,47 @@ def test_a_method_from_outside_trains_evaluates_and_predicts_through_the_cli(
     capsys.readouterr()
     assert cli_main(["methods", toy_method]) == 0
     assert "--width" in capsys.readouterr().out
+
+
+@dataclass
+class DifferenceOptions:
+    num_classes: int = 1
+    in_channels: int = 3
+    threshold: float = 0.5
+
+
+class AbsoluteDifference(torch.nn.Module):
+    """Not a network: defect where |sample - template| exceeds a threshold (no parameter)."""
+
+    def __init__(self, options: DifferenceOptions):
+        super().__init__()
+        self.threshold = options.threshold
+
+    def forward(self, template, sample):
+        difference = (sample - template).abs().amax(dim=1, keepdim=True)  # [N, 1, H, W]
+        return (difference - self.threshold) * 50
+
+
+def test_a_method_without_parameters_is_evaluated_without_training(tiny_data, tmp_path):
+    register_method("abs-diff", family="Classical", citation="a test", summary="no parameter",
+                    options=DifferenceOptions)(AbsoluteDifference)
+    try:
+        run = tmp_path / "diff"
+        assert cli_main(["train", str(tiny_data), "--method", "abs-diff", "--threshold", "0.3",
+                         "--out", str(run), "--profile", "quick"]) == 0
+        info = json.loads((run / "run.json").read_text())
+        assert info["steps"] == 0 and info["params_mb"] == 0.0
+        json_path = tmp_path / "m.json"
+        assert cli_main(["evaluate", str(run), str(tiny_data), "--json", str(json_path)]) == 0
+        # the same metrics as thresholding the test pairs by hand
+        from bgnet_lite.data.folder import PairDataset
+        from bgnet_lite.metrics import ConfusionMatrix
+
+        confusion = ConfusionMatrix(1)
+        for item in PairDataset(tiny_data, "test", size=info["train_config"]["size"]):
+            found = (item["sample"] - item["template"]).abs().amax(dim=0) > 0.3
+            confusion.update(found.long()[None], item["mask"][None])
+        expected = confusion.compute()["miou"]
+        assert json.loads(json_path.read_text())["miou"] == pytest.approx(expected)
+    finally:
+        unregister_method("abs-diff")

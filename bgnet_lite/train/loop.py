@@ -73,7 +73,10 @@ def _training_losses(model, batch: dict, focal_alpha: float):
 
 
 def train(config: TrainConfig, progress: bool = True) -> dict:
-    """Train one method; keep the best checkpoint on the validation split only (chapter 7)."""
+    """Train one method; keep the best checkpoint on the validation split only (chapter 7).
+
+    A method with no trainable parameter (a classical baseline) is validated once and saved
+    as it is: the same run folder, so evaluation and prediction treat it like any other."""
     started = time.time()
     seed_everything(config.seed)
     device = pick_device(config.device)
@@ -83,13 +86,37 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     model = create_model(config.method, num_classes, train_set.channels,
                          **config.options).to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
-    steps = config.steps if parameters else 0  # a method with nothing to learn is evaluated
-    optimizer = torch.optim.Adam(parameters or [torch.zeros(1)], lr=config.lr)
-    scheduler = make_scheduler(optimizer, config.lr_schedule, steps)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     run_dir = Path(config.out)
     run_dir.mkdir(parents=True, exist_ok=True)
+    run_info = {"train_config": asdict(config), "num_classes": num_classes,
+                "in_channels": train_set.channels, "class_names": list(train_set.class_names),
+                "model_config": _model_config(model), "params_mb": parameter_size_mb(model),
+                "pretrained": getattr(model, "pretrained", None),
+                "provenance": provenance(config.profile)}
+    save_json(run_dir / "run.json", run_info)
+    if parameters:
+        step, best_score = _optimise(model, parameters, config, train_loader, val_loader,
+                                     device, num_classes, run_dir, progress)
+    else:
+        history = {"train": [], "val": []}
+        step, best_score = 0, _validate(model, val_loader, device, num_classes, 0, -1.0,
+                                        history, run_dir)
+        save_json(run_dir / "history.json", history)
+    run_info["wall_time_s"] = run_info.get("wall_time_s", 0.0) + time.time() - started
+    run_info["best_val_miou"] = best_score
+    run_info["steps"] = step
+    save_json(run_dir / "run.json", run_info)
+    return {"run": str(run_dir), "steps": step, "best_val_miou": best_score,
+            "wall_time_s": round(run_info["wall_time_s"], 1)}
+
+
+def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, device,
+              num_classes: int, run_dir: Path, progress: bool) -> tuple[int, float]:
+    """Adam steps with validation every ``eval_every``; returns (steps, best val mIoU)."""
+    optimizer = torch.optim.Adam(parameters, lr=config.lr)
+    scheduler = make_scheduler(optimizer, config.lr_schedule, config.steps)
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, best_score, history = 0, -1.0, {"train": [], "val": []}
     last_path = run_dir / "last.pt"
     if config.resume and last_path.is_file():
@@ -99,17 +126,11 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         scheduler.load_state_dict(state["scheduler"])
         step, best_score = int(state["step"]), float(state["best_score"])
         history = json.loads((run_dir / "history.json").read_text())
-    run_info = {"train_config": asdict(config), "num_classes": num_classes,
-                "in_channels": train_set.channels, "class_names": list(train_set.class_names),
-                "model_config": _model_config(model), "params_mb": parameter_size_mb(model),
-                "pretrained": getattr(model, "pretrained", None),
-                "provenance": provenance(config.profile)}
-    save_json(run_dir / "run.json", run_info)
-
     model.train()
-    bar = tqdm(total=steps, initial=step, desc=f"train {config.method}", disable=not progress)
+    bar = tqdm(total=config.steps, initial=step, desc=f"train {config.method}",
+               disable=not progress)
     batches = iter(train_loader)
-    while step < steps:
+    while step < config.steps:
         try:
             batch = next(batches)
         except StopIteration:
@@ -128,7 +149,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                                  **{name: term.item() for name, term in extra.items()}})
         bar.update(1)
         bar.set_postfix(loss=f"{loss.item():.4f}")
-        if step % config.eval_every == 0 or step == steps:
+        if step % config.eval_every == 0 or step == config.steps:
             best_score = _validate(model, val_loader, device, num_classes, step, best_score,
                                    history, run_dir)
             save_checkpoint(last_path, {"model": model.state_dict(),
@@ -137,15 +158,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                                         "step": step, "best_score": best_score})
             save_json(run_dir / "history.json", history)
     bar.close()
-    if steps == 0:
-        best_score = _validate(model, val_loader, device, num_classes, 0, best_score, history,
-                               run_dir)
-    run_info["wall_time_s"] = run_info.get("wall_time_s", 0.0) + time.time() - started
-    run_info["best_val_miou"] = best_score
-    run_info["steps"] = step
-    save_json(run_dir / "run.json", run_info)
-    return {"run": str(run_dir), "steps": step, "best_val_miou": best_score,
-            "wall_time_s": round(run_info["wall_time_s"], 1)}
+    return step, best_score
 
 
 def _model_config(model) -> dict | None:
@@ -183,7 +196,7 @@ def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | No
     info_path = out / "run.json"
     if info_path.is_file() and (out / "best.pt").is_file():
         info = json.loads(info_path.read_text())
-        done = info.get("steps") == probe.steps
+        done = "steps" in info  # written when a run finishes
         # a setting added after the run was trained had its default value then
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
         if done and {**defaults, **info["train_config"]} == asdict(probe):
