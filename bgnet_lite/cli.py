@@ -73,7 +73,8 @@ def _cmd_check(args) -> int:
 
 def train_config(argv: list[str]):
     """The TrainConfig ``bgnet-lite train ...`` builds from ``argv`` (its arguments after
-    ``train``): only the flags given are set; the profile and the method fill the rest."""
+    ``train``): only the flags given are set; the profile and the method fill the rest
+    (chapter 7)."""
     argv = ["train", *argv]
     return _train_config(build_parser(_method_from_argv(argv)).parse_args(argv))
 

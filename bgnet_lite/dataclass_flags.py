@@ -9,14 +9,14 @@ import dataclasses
 
 
 def field_default(item: dataclasses.Field):
-    """A field's default value (calling its factory, if any)."""
+    """A field's default value (calling its factory, if any) (chapter 7)."""
     if item.default_factory is not dataclasses.MISSING:
         return item.default_factory()
     return item.default
 
 
 def option_value(value):
-    """A list flag's values as a tuple; ``none`` alone as None."""
+    """A list flag's values as a tuple; ``none`` alone as None (chapter 7)."""
     if isinstance(value, list):
         return None if value == [None] else tuple(value)
     return value
@@ -33,7 +33,8 @@ def _none_or(convert):
 def add_field_flag(group, item: dataclasses.Field, choices=None, shown_default=None) -> None:
     """``--field-name`` for one dataclass field.  A flag not given is absent from the parsed
     arguments, so the dataclass default stays the one source of the value.  bool fields get
-    ``--x/--no-x``; ``X | None`` fields accept ``none``; tuple fields take several values."""
+    ``--x/--no-x``; ``X | None`` fields accept ``none``; tuple fields take several values
+    (chapter 7)."""
     annotation = str(item.type)
     flag = "--" + item.name.replace("_", "-")
     shown = field_default(item) if shown_default is None else shown_default

@@ -53,24 +53,25 @@ class MethodEntry:
 
     @property
     def paper_params_mb(self) -> float | None:
-        """Params (MB) of the paper's Table 3, None where the paper gives none."""
+        """Params (MB) of the paper's Table 3, None where the paper gives none (chapter 6)."""
         row = PAPER_TABLE3.get(self.paper_name)
         return None if row is None else row[2]
 
     @property
     def paper_miou_ocd(self) -> float | None:
-        """mIoU on the paper's OCDs (Table 2), None where the paper gives none."""
+        """mIoU on the paper's OCDs (Table 2), None where the paper gives none (chapter 7)."""
         row = PAPER_TABLE2.get(self.paper_name)
         return None if row is None else row[3]
 
     def option_fields(self) -> list[dataclasses.Field]:
         """The options a user may set (nested dataclasses flattened, contract and fixed
-        fields left out), in declaration order."""
+        fields left out), in declaration order (chapter 7)."""
         hidden = set(CONTRACT_FIELDS) | set(self.fixed)
         return [item for item in _flat_fields(self.options) if item.name not in hidden]
 
     def make_options(self, num_classes: int, in_channels: int, **options) -> Any:
-        """The options dataclass for these settings; a clear error for an unknown name."""
+        """The options dataclass for these settings; a clear error for an unknown name
+        (chapter 7)."""
         known = {item.name for item in self.option_fields()}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -140,7 +141,7 @@ def register_method(name: str, *, family: str, citation: str, summary: str, opti
 
 
 def unregister_method(name: str) -> None:
-    """Remove a method (for tests that register their own)."""
+    """Remove a method (for tests that register their own; chapter 7)."""
     _REGISTRY.pop(name, None)
 
 

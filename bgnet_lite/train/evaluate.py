@@ -35,7 +35,7 @@ def pick_device(name: str | None = None) -> torch.device:
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    """Every tensor of a batch on ``device``."""
+    """Every tensor of a batch on ``device`` (chapter 7)."""
     return {k: (v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v)
             for k, v in batch.items()}
 

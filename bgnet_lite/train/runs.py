@@ -23,7 +23,8 @@ def save_checkpoint(path: Path, payload: dict) -> None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    """A checkpoint's tensors only (``weights_only=True``); a clear error when missing."""
+    """A checkpoint's tensors only (``weights_only=True``); a clear error when missing
+    (chapter 7)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: checkpoint not found; train first with `bgnet-lite train`")
     return torch.load(path, map_location=device, weights_only=True)
@@ -47,7 +48,7 @@ def save_json(path: Path, payload: dict) -> None:
 
 
 def read_run_info(run: str | Path) -> dict:
-    """A run folder's ``run.json``; a clear error when RUN is not a run folder."""
+    """A run folder's ``run.json``; a clear error when RUN is not a run folder (chapter 7)."""
     info_path = Path(run) / "run.json"
     if not info_path.is_file():
         raise DataError(f"{info_path}: not found; RUN must be a folder written by "
@@ -56,7 +57,7 @@ def read_run_info(run: str | Path) -> dict:
 
 
 def build_run_model(info: dict) -> nn.Module:
-    """The model a run trained, freshly initialised, without downloading weights."""
+    """The model a run trained, freshly initialised, without downloading weights (chapter 7)."""
     train_config = info["train_config"]
     options = dict(train_config["options"])
     entry = get_method(train_config["method"])
