@@ -87,14 +87,14 @@ class MethodEntry:
 
 def _flat_fields(cls: type) -> Iterator[dataclasses.Field]:
     for item in dataclasses.fields(cls):
-        nested = _nested_type(cls, item)
+        nested = _nested_type(item)
         if nested is not None:
             yield from _flat_fields(nested)
         else:
             yield item
 
 
-def _nested_type(cls: type, item: dataclasses.Field) -> type | None:
+def _nested_type(item: dataclasses.Field) -> type | None:
     """The dataclass type of a field whose default is a dataclass instance, else None."""
     if item.default_factory is not dataclasses.MISSING:
         default = item.default_factory()
@@ -107,7 +107,7 @@ def _build_dataclass(cls: type, flat: dict) -> Any:
     """``cls`` from flat option names, routing each name into its nested dataclass."""
     values = {}
     for item in dataclasses.fields(cls):
-        nested = _nested_type(cls, item)
+        nested = _nested_type(item)
         if nested is not None:
             names = {sub.name for sub in _flat_fields(nested)}
             values[item.name] = _build_dataclass(
