@@ -80,13 +80,18 @@ def train_config(argv: list[str]):
 
 
 def _train_config(args):
+    from .methods import get_method
     from .train import TrainConfig
 
     settings = {name: value for name, value in vars(args).items() if name in _train_settings()}
     options = {name: option_value(value) for name, value in vars(args).items()
                if name in _option_names(args.method)}
-    return TrainConfig(data=args.data, out=args.out, method=args.method, options=options,
-                       **settings)
+    try:  # bad values fail here, before any data is read or any file written
+        get_method(args.method).make_options(1, 3, **options)
+        return TrainConfig(data=args.data, out=args.out, method=args.method, options=options,
+                           **settings)
+    except ValueError as error:
+        raise SystemExit(f"bgnet-lite train: {error}") from None
 
 
 def _cmd_train(args) -> int:
@@ -163,7 +168,10 @@ def _method_from_argv(argv: list[str] | None) -> str:
     if known.variant and known.method:
         raise SystemExit("bgnet-lite train: give --method or --variant, not both")
     if known.variant:
-        return method_name(known.variant)
+        try:
+            return method_name(known.variant)
+        except ValueError as error:
+            raise SystemExit(f"bgnet-lite train: {error}") from None
     name = known.method or "bgnet-s5"
     if name not in method_names():
         raise SystemExit(f"bgnet-lite train: unknown method {name!r}; choose one of "

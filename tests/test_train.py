@@ -97,8 +97,13 @@ def test_cli_options_reach_the_model_config(tmp_path):
     default = train_config(["DATA", "--out", str(tmp_path), "--profile", "quick"])
     assert default.method == "bgnet-s5" and default.options == {}
     assert default.steps == 8  # the profile fills what is not given (quick in tests)
-    with pytest.raises(SystemExit):
-        train_config(["DATA", "--out", str(tmp_path), "--method", "nope"])
+    for bad, message in ((["--method", "nope"], "unknown method 'nope'"),
+                         (["--variant", "S9"], "variant must be one of"),
+                         (["--theta", "2"], "theta is a probability"),
+                         (["--variant", "S2", "--align-fine-scales"], "needs matching"),
+                         (["--lr-schedule", "cosine", "--focal-alpha", "1.5"], "focal_alpha")):
+        with pytest.raises(SystemExit, match=message):
+            train_config(["DATA", "--out", str(tmp_path), *bad])
 
 
 def test_cli_evaluate_and_predict(tiny_data, tmp_path, capsys):
