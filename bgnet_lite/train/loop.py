@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,7 @@ from bgnet_lite.paths import runs_root
 from bgnet_lite.provenance import provenance
 from bgnet_lite.train.config import TrainConfig
 from bgnet_lite.train.evaluate import evaluate, pick_device, to_device
-from bgnet_lite.train.runs import load_checkpoint, save_checkpoint, save_json
+from bgnet_lite.train.runs import load_checkpoint, read_run_info, save_checkpoint, save_json
 
 
 def seed_everything(seed: int) -> None:
@@ -163,8 +163,7 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
 
 def _model_config(model) -> dict | None:
     config = getattr(model, "config", None)
-    return asdict(config) if config is not None and hasattr(config, "__dataclass_fields__") \
-        else None
+    return asdict(config) if is_dataclass(config) else None
 
 
 def _validate(model, val_loader, device, num_classes, step, best_score, history,
@@ -193,9 +192,8 @@ def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | No
                                                                      **settings}.items()))
     out = runs_root() / probe.profile / name
     probe.out = str(out)
-    info_path = out / "run.json"
-    if info_path.is_file() and (out / "best.pt").is_file():
-        info = json.loads(info_path.read_text())
+    if (out / "run.json").is_file() and (out / "best.pt").is_file():
+        info = read_run_info(out)
         done = "steps" in info  # written when a run finishes
         # a setting added after the run was trained had its default value then
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
