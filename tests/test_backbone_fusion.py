@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 import torchvision
 
+from bgnet_lite.methods import common as common_module
 from bgnet_lite.methods.bgnet import backbone as backbone_module
 from bgnet_lite.methods.bgnet.backbone import (
     BACKBONE_CHANNELS,
@@ -29,7 +30,7 @@ def empty_hub(tmp_path, monkeypatch):
         raise OSError("<urlopen error [Errno -2] Name or service not known>")
 
     monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", offline_download)
-    monkeypatch.setattr(backbone_module, "_FAILED_DOWNLOAD", [])
+    monkeypatch.setattr(common_module, "_FAILED", {})
     return tmp_path
 
 
@@ -43,7 +44,7 @@ def cached_hub(tmp_path, monkeypatch):
         raise AssertionError("must not download when the file is cached")
 
     monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", no_download)
-    monkeypatch.setattr(backbone_module, "_FAILED_DOWNLOAD", [])
+    monkeypatch.setattr(common_module, "_FAILED", {})
     torch.manual_seed(123)
     state = torchvision.models.resnet18(weights=None).state_dict()
     (tmp_path / "checkpoints").mkdir()

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 import torchvision
+from method_checks import synthetic_pairs
 
 from bgnet_lite.losses import focal_loss, matching_loss
 from bgnet_lite.methods import create_model, method_name
@@ -271,23 +272,6 @@ def test_bad_inputs_are_refused():
         model(torch.rand(1, 3, 64, 64), torch.rand(1, 3, 64, 96))
     with pytest.raises(ValueError, match="at least 32"):
         model(torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16))
-
-
-def synthetic_pairs(count=4, size=64, seed=0):
-    """Textured templates; sample = template shifted by a few pixels + a bright square."""
-    generator = torch.Generator().manual_seed(seed)
-    coarse = torch.rand(count, 1, size // 8, size // 8, generator=generator)
-    template = torch.nn.functional.interpolate(coarse, size=(size, size), mode="nearest")
-    template = (0.6 * template + 0.2 * torch.rand(count, 1, size, size, generator=generator))
-    sample = torch.empty_like(template)
-    mask = torch.zeros(count, size, size)
-    for index in range(count):
-        shift = [int(v) for v in torch.randint(-3, 4, (2,), generator=generator)]
-        sample[index] = torch.roll(template[index], shifts=shift, dims=(1, 2))
-        y, x = (int(v) for v in torch.randint(8, size - 20, (2,), generator=generator))
-        sample[index, :, y:y + 10, x:x + 10] = 1.0
-        mask[index, y:y + 10, x:x + 10] = 1.0
-    return template, sample, mask
 
 
 def train_losses(steps):

@@ -13,7 +13,8 @@ method's name:
   ``forward_details(template, sample) -> dict`` with "logits" and, for a matching model,
   "matches" (scored by ``metrics.matching_accuracy``); ``pretrained`` (bool, recorded in
   every run).  A model without trainable parameters (a classical baseline) is evaluated
-  without training.
+  without training, after ``calibrate(val_loader, device) -> dict`` if it has one (settings
+  chosen on the validation split and kept in buffers, so they travel in its checkpoint).
 
 An entry's ``options`` is a dataclass: its fields (nested dataclasses flattened) are the
 method's options, shown by ``bgnet-lite methods`` and turned into ``bgnet-lite train`` flags.
@@ -32,9 +33,10 @@ from torch import nn
 
 from bgnet_lite.paper_results import PAPER_TABLE2, PAPER_TABLE3
 
-# Table 2's groups, plus the paper's own ablation (Table 1)
+# Table 2's groups, the paper's own ablation (Table 1), and what the paper never compares
+# against: registration + differencing without learning (the classical AOI baseline)
 FAMILIES = ("Classical", "Attention-based", "Foreground generalization",
-            "Background generalization", "Ours")
+            "Background generalization", "Ours", "Beyond the paper")
 CONTRACT_FIELDS = ("num_classes", "in_channels")
 
 

@@ -76,7 +76,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     """Train one method; keep the best checkpoint on the validation split only (chapter 7).
 
     A method with no trainable parameter (a classical baseline) is validated once and saved
-    as it is: the same run folder, so evaluation and prediction treat it like any other."""
+    as it is: the same run folder, so evaluation and prediction treat it like any other.  If it
+    has ``calibrate(val_loader, device) -> dict`` (settings chosen on the validation split,
+    kept in its buffers), that runs first and its answer goes into ``run.json``."""
     started = time.time()
     seed_everything(config.seed)
     device = pick_device(config.device)
@@ -99,6 +101,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                                      device, num_classes, run_dir, progress)
     else:
         history = {"train": [], "val": []}
+        if hasattr(model, "calibrate"):  # e.g. the classical baseline's threshold
+            run_info["calibration"] = model.calibrate(val_loader, device)
         step, best_score = 0, _validate(model, val_loader, device, num_classes, 0, -1.0,
                                         history, run_dir)
         save_json(run_dir / "history.json", history)

@@ -12,7 +12,6 @@ pipeline must not normalise again.
 from __future__ import annotations
 
 import os
-import warnings
 from pathlib import Path
 
 import torch
@@ -20,12 +19,16 @@ import torchvision
 from torch import nn
 from torchvision.models import ResNet18_Weights
 
+from bgnet_lite.methods.common import (  # noqa: F401  (WEIGHT_CHOICES: config's import)
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WEIGHT_CHOICES,
+    pretrained_state,
+    widen_first_conv,
+)
+
 BACKBONE_CHANNELS = (64, 64, 128, 256, 512)  # channels of the five maps, 1/2 .. 1/32
 BACKBONE_STRIDES = (2, 4, 8, 16, 32)  # image pixels per feature cell of the five maps
-WEIGHT_CHOICES = ("auto", "imagenet", "none")
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 IMAGENET_WEIGHTS = ResNet18_Weights.IMAGENET1K_V1
 
 
@@ -46,58 +49,22 @@ def download_imagenet_state_dict() -> dict[str, torch.Tensor]:
     )
 
 
-_FAILED_DOWNLOAD: list[str] = []  # reason of this process's failed download, if any
-
-
 def load_imagenet_state_dict(weights: str) -> dict[str, torch.Tensor] | None:
     """Return the ImageNet ResNet-18 state dict, or None for random initialisation (chapter 2).
 
     ``weights="none"``: None. ``"imagenet"``: the cached file, else a download; a RuntimeError
     saying how to get the file if both fail. ``"auto"``: like ``"imagenet"`` but on failure a
-    warning (random initialisation, and why) and None.
+    warning (random initialisation, and why) and None (``common.pretrained_state``).
     """
-    if weights not in WEIGHT_CHOICES:
-        raise ValueError(f"weights must be one of {WEIGHT_CHOICES}, got {weights!r}")
-    if weights == "none":
-        return None
     cached = cached_weights_path()
-    try:
+
+    def load() -> dict[str, torch.Tensor]:
         if cached.is_file():
             return torch.load(cached, map_location="cpu", weights_only=True)
-        if weights == "auto" and _FAILED_DOWNLOAD:
-            # an offline download attempt can take ~10 s: try once per process in "auto"
-            raise OSError(_FAILED_DOWNLOAD[0])
         return download_imagenet_state_dict()
-    except Exception as error:  # offline, proxy, corrupt cache file: all mean "no weights"
-        if not _FAILED_DOWNLOAD:
-            _FAILED_DOWNLOAD.append(f"earlier in this process: {type(error).__name__}: {error}")
-        message = (
-            f"could not load ImageNet ResNet-18 weights ({type(error).__name__}: {error}); "
-            f"to use them offline, put {IMAGENET_WEIGHTS.url} at {cached}"
-        )
-        if weights == "imagenet":
-            raise RuntimeError(message + ", or pass weights='auto' or 'none'") from error
-        warnings.warn(
-            f"{message}. Using RANDOM initialisation for the backbone instead "
-            "(weights='auto'); results will be worse than with pretrained weights.",
-            stacklevel=3,
-        )
-        return None
 
-
-def widen_first_conv(conv: nn.Conv2d, copies: int) -> nn.Conv2d:
-    """A conv1 taking ``copies`` images stacked on channels, e.g. 6 = template + sample (ch. 2).
-
-    Each copy gets the original kernel divided by ``copies``, so a stack of identical images
-    gives exactly the pretrained response (S1's concatenated input keeps the ImageNet start).
-    """
-    wide = nn.Conv2d(
-        conv.in_channels * copies, conv.out_channels, kernel_size=conv.kernel_size,
-        stride=conv.stride, padding=conv.padding, bias=conv.bias is not None,
-    )
-    with torch.no_grad():
-        wide.weight.copy_(conv.weight.repeat(1, copies, 1, 1) / copies)  # [64, 3k, 7, 7]
-    return wide
+    return pretrained_state("ImageNet ResNet-18", weights, load,
+                            f"to use them offline, put {IMAGENET_WEIGHTS.url} at {cached}")
 
 
 class ResNet18Backbone(nn.Module):
