@@ -188,3 +188,30 @@ def test_lab_widgets_and_math_work_offline(base_url, browser, tmp_path):
     assert not bad_responses, f"failed loads: {bad_responses}"
     assert not page_errors, f"JavaScript errors: {page_errors}"
     page.close()
+
+
+CHAPTER_PAGES = sorted(path.stem for path in (REPO_ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
+DISPLAY_MATH_CHECK = """() => MathJax.startup.promise.then(() => {
+    const errors = document.querySelectorAll('mjx-merror').length;
+    const wide = [];
+    for (const box of document.querySelectorAll('mjx-container[display="true"]')) {
+        const maths = box.querySelector('mjx-math').getBoundingClientRect();
+        const room = box.parentElement.getBoundingClientRect();
+        if (maths.width > room.width + 1 || maths.left < room.left - 1) {
+            wide.push(box.textContent.slice(0, 40));
+        }
+    }
+    return {errors, wide, count: document.querySelectorAll('mjx-container').length};
+})"""
+
+
+@pytest.mark.parametrize("chapter", CHAPTER_PAGES)
+def test_every_equation_renders_and_fits(base_url, browser, chapter):
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{base_url}/book/{chapter}.html", wait_until="load")
+    page.wait_for_function("() => window.MathJax && MathJax.startup && MathJax.startup.promise",
+                           timeout=30_000)
+    found = page.evaluate(DISPLAY_MATH_CHECK)
+    page.close()
+    assert found["errors"] == 0, f"{chapter}: {found['errors']} MathJax TeX errors"
+    assert not found["wide"], f"{chapter}: display equations wider than the page: {found['wide']}"
