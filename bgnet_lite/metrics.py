@@ -29,6 +29,30 @@ def logits_to_prediction(logits: torch.Tensor) -> torch.Tensor:
     return logits.argmax(dim=1)
 
 
+def defect_scores(logits: torch.Tensor) -> torch.Tensor:
+    """The probability that a pixel is a defect of any class, [N, H, W] (chapter 7):
+    sigmoid of the one logit, else 1 - the softmax probability of the background (class 0)."""
+    if logits.shape[1] == 1:
+        return torch.sigmoid(logits[:, 0])
+    return 1 - torch.softmax(logits, dim=1)[:, 0]
+
+
+def average_precision(scores: np.ndarray, truth: np.ndarray) -> float:
+    """Area under the precision-recall curve of defect scores against 0/1 truth (chapter 7):
+    sum over distinct thresholds of (R_n - R_(n-1)) P_n, tied scores counted together (the
+    definition of ``sklearn.metrics.average_precision_score``).  NaN without a true defect."""
+    scores, truth = np.asarray(scores, dtype=np.float64).ravel(), np.asarray(truth).ravel() > 0
+    if not truth.any():
+        return math.nan
+    order = np.argsort(-scores, kind="stable")
+    sorted_scores, hits = scores[order], truth[order]
+    last_of_each_score = np.r_[np.flatnonzero(np.diff(sorted_scores)), len(hits) - 1]
+    true_positives = np.cumsum(hits)[last_of_each_score]
+    precision = true_positives / (last_of_each_score + 1)
+    recall = true_positives / true_positives[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
 def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator) / float(denominator) if denominator > 0 else math.nan
 

@@ -34,6 +34,7 @@ from bgnet_lite.data.cache import ensure_synth  # noqa: E402
 from bgnet_lite.data.folder import PairDataset, collate_pairs  # noqa: E402
 from bgnet_lite.methods import get_method, method_name  # noqa: E402
 from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS  # noqa: E402
+from bgnet_lite.metrics import average_precision  # noqa: E402
 from bgnet_lite.paths import runs_root  # noqa: E402
 from bgnet_lite.provenance import provenance  # noqa: E402
 from bgnet_lite.train import TrainConfig, evaluate, load_run, save_json, train  # noqa: E402
@@ -116,15 +117,6 @@ def defect_probabilities(model, dataset) -> tuple[np.ndarray, np.ndarray]:
         probs.append(torch.sigmoid(logits[:, 0]).flatten().numpy())
         truth.append(batch["mask"].flatten().numpy() > 0)
     return np.concatenate(probs), np.concatenate(truth)
-
-
-def average_precision(probs: np.ndarray, truth: np.ndarray) -> float:
-    """Area under the precision-recall curve, sum over ranks of (R_n - R_(n-1)) P_n."""
-    order = np.argsort(-probs, kind="stable")
-    hits = truth[order]
-    true_positives = np.cumsum(hits)
-    precision = true_positives / np.arange(1, len(hits) + 1)
-    return float((precision * hits).sum() / max(hits.sum(), 1))
 
 
 def iou_at(probs: np.ndarray, truth: np.ndarray, threshold: float) -> float:

@@ -8,6 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     balanced_accuracy_score,
     confusion_matrix,
     fbeta_score,
@@ -16,7 +17,12 @@ from sklearn.metrics import (
     recall_score,
 )
 
-from bgnet_lite.metrics import ConfusionMatrix, logits_to_prediction
+from bgnet_lite.metrics import (
+    ConfusionMatrix,
+    average_precision,
+    defect_scores,
+    logits_to_prediction,
+)
 
 
 def random_batches(rng, num_classes, absent=(), batches=4, shape=(2, 9, 13)):
@@ -145,3 +151,24 @@ def test_logits_to_prediction():
     multi = torch.randn(2, 7, 5, 5)
     assert np.array_equal(logits_to_prediction(multi).numpy(), multi.numpy().argmax(axis=1))
     assert logits_to_prediction(multi).dtype == torch.int64
+
+
+def test_average_precision_against_sklearn_with_ties():
+    rng = np.random.default_rng(0)
+    truth = rng.random(500) < 0.1
+    # rounded scores: many ties, as a thresholding baseline's saturated logits give
+    scores = np.round(np.clip(0.3 * truth + rng.random(500) * 0.8, 0, 1), 1)
+    assert math.isclose(average_precision(scores, truth),
+                        average_precision_score(truth, scores), rel_tol=1e-12)
+    continuous = 0.5 * truth + rng.random(500)
+    assert math.isclose(average_precision(continuous, truth),
+                        average_precision_score(truth, continuous), rel_tol=1e-12)
+    assert math.isnan(average_precision(scores, np.zeros(500, bool)))
+
+
+def test_defect_scores_binary_and_multiclass():
+    binary = torch.tensor([[[[0.0, 2.0]]]])  # [1, 1, 1, 2]
+    assert torch.allclose(defect_scores(binary), torch.sigmoid(binary[:, 0]))
+    logits = torch.randn(2, 4, 3, 5)
+    background = torch.exp(logits[:, 0]) / torch.exp(logits).sum(dim=1)
+    assert torch.allclose(defect_scores(logits), 1 - background, atol=1e-6)

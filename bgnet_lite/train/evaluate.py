@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
@@ -18,6 +19,8 @@ from bgnet_lite.data.folder import PairDataset, collate_pairs
 from bgnet_lite.data.io import DataError
 from bgnet_lite.metrics import (
     ConfusionMatrix,
+    average_precision,
+    defect_scores,
     logits_to_prediction,
     matching_accuracy,
     parameter_size_mb,
@@ -63,18 +66,23 @@ def _count_matches(totals: dict, details: dict, batch: dict) -> None:
 @torch.no_grad()
 def evaluate(model, loader, device: torch.device, num_classes: int,
              progress: bool = False) -> dict:
-    """Metrics over a whole split (eq. 17-21) and, for a matching model, the share of its
-    matches within one cell of the ground truth (chapter 7)."""
+    """Metrics over a whole split (eq. 17-21), the average precision of the defect scores
+    (``defect_ap``: how well the model ranks defect pixels, whatever its threshold) and, for a
+    matching model, the share of its matches within one cell of the ground truth (chapter 7)."""
     was_training = model.training
     model.eval()
     confusion = ConfusionMatrix(num_classes)
     match_totals: dict[int, dict[str, int]] = {}
+    scores, truths = [], []  # every pixel's defect probability, for the average precision
     for batch in tqdm(loader, desc="evaluate", disable=not progress, leave=False):
         batch = to_device(batch, device)
         logits, details = _forward(model, batch)
         confusion.update(logits_to_prediction(logits), batch["mask"])
+        scores.append(defect_scores(logits).float().cpu().numpy().ravel())
+        truths.append((batch["mask"] > 0).cpu().numpy().ravel())
         _count_matches(match_totals, details, batch)
     metrics = confusion.compute()
+    metrics["defect_ap"] = average_precision(np.concatenate(scores), np.concatenate(truths))
     for stride, total in match_totals.items():
         metrics[f"match_within_one_cell_1_{stride}"] = (
             total["within_one_cell"] / total["evaluated"] if total["evaluated"] else float("nan"))
