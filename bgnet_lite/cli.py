@@ -7,6 +7,7 @@
     bgnet-lite methods [NAME]
     bgnet-lite evaluate RUN DATA [--split test] [--json FILE]
     bgnet-lite predict RUN PAIRS OUT
+    bgnet-lite reproduce table1|table2|table3|robustness [--profile cpu] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
@@ -50,6 +51,31 @@ def _cmd_deeppcb(args) -> int:
     stats = prepare_deeppcb(args.out, source=args.source, download=args.download, config=config,
                             overwrite=args.overwrite)
     print(format_stats(stats))
+    return 0
+
+
+def _cmd_reproduce(args) -> int:
+    from .profiles import get_profile
+    from .reproduce import dry_run, format_table, read_results, run_table
+
+    profile = get_profile(args.profile).name
+    try:
+        if args.dry_run:
+            plan = dry_run(args.table, profile, args.seeds, args.only)
+            for item in plan:
+                print(f"{item['cell']:40s} {item['method']:16s} {item['status']:7s} "
+                      f"~{item['estimate_s'] / 60:6.1f} min")
+            pending = [item for item in plan if item["status"] != "done"]
+            print(f"{len(pending)} of {len(plan)} cells to run, about "
+                  f"{sum(item['estimate_s'] for item in pending) / 3600:.1f} h of training "
+                  "on this machine (estimated from finished cells, else from two timed steps)")
+            return 0
+        results = run_table(args.table, profile, args.seeds, args.only,
+                            progress=not args.no_progress)
+    except (LookupError, ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"bgnet-lite reproduce: {error}") from None
+    if results.get("cells"):
+        print(format_table(read_results(args.table, profile)))
     return 0
 
 
@@ -256,7 +282,33 @@ def build_parser(method: str = "bgnet-s5") -> argparse.ArgumentParser:
                     "its citation and options.")
     methods.add_argument("name", nargs="?", default=None)
     methods.set_defaults(func=_cmd_methods)
+    _add_reproduce_parser(commands)
     return parser
+
+
+def _add_reproduce_parser(commands) -> None:
+    from .profiles import PROFILES
+    from .reproduce import TABLES
+
+    reproduce = commands.add_parser(
+        "reproduce", help="train and evaluate every cell of a paper table (resumable)",
+        description="Train and evaluate every (method, data setting, seed) cell of a table "
+                    "through the registry; finished cells are skipped, an interrupted one "
+                    "resumes from its checkpoint, and each result is written at once to "
+                    "results/<table>/<profile>.json, then the table is printed beside the "
+                    "paper's numbers. Run `robustness` first: it fixes the tables' moderate "
+                    "data setting.")
+    reproduce.add_argument("table", choices=list(TABLES))
+    reproduce.add_argument("--profile", default=None, choices=list(PROFILES),
+                           help="default: $BGNET_PROFILE or cpu")
+    reproduce.add_argument("--seeds", type=int, nargs="+", default=None,
+                           help="default: the table's (0 1 2; 0 1 for robustness)")
+    reproduce.add_argument("--only", nargs="+", default=None,
+                           help="row labels or method names to run")
+    reproduce.add_argument("--dry-run", action="store_true",
+                           help="list the cells and the estimated time, train nothing")
+    reproduce.add_argument("--no-progress", action="store_true", help="no progress bars")
+    reproduce.set_defaults(func=_cmd_reproduce)
 
 
 def _add_train_parser(commands, method: str) -> None:

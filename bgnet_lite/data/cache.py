@@ -16,18 +16,32 @@ from ..paths import data_root, home
 from ..profiles import get_profile
 from ..provenance import REPO_ROOT
 
+# background motions the generator can isolate (the robustness curve of the Table 1 chapter):
+# "all" = the default mix; "shift" = a global shift only; "rotation" = a global rotation only
+MOTIONS = {
+    "all": {},
+    "shift": {"max_rotation_deg": 0.0, "max_scale_change": 0.0, "component_shift": 0.0,
+              "wire_jitter": 0.0},
+    "rotation": {"max_shift": 0.0, "max_scale_change": 0.0, "component_shift": 0.0,
+                 "wire_jitter": 0.0},
+}
+
 
 def ensure_synth(profile: str | None = None, *, variation: float = 1.0, seed: int = 0,
-                 progress: bool = False) -> Path:
+                 motion: str = "all", progress: bool = False) -> Path:
     """The OCD-like dataset of a profile (``pairs`` and ``image_size`` from the profile),
     generated on first use into ``<data root>/ocd-<pairs>-<size>-v<variation>-s<seed>``
-    (chapter 1)."""
+    (chapter 1); ``motion`` other than "all" keeps one kind of background motion only
+    (``MOTIONS``) and adds ``-<motion>`` to the folder name."""
     from .synth import SynthConfig, write_synth_dataset
 
+    if motion not in MOTIONS:
+        raise ValueError(f"motion must be one of {', '.join(MOTIONS)}, got {motion!r}")
     active = get_profile(profile)
     config = SynthConfig(pairs=active.pairs, size=active.image_size, seed=seed,
-                         variation=variation)
-    out = data_root() / f"ocd-{config.pairs}-{config.size}-v{variation:g}-s{seed}"
+                         variation=variation, **MOTIONS[motion])
+    suffix = "" if motion == "all" else f"-{motion}"
+    out = data_root() / f"ocd-{config.pairs}-{config.size}-v{variation:g}-s{seed}{suffix}"
     if not (out / "pairs.csv").is_file():
         write_synth_dataset(out, config, overwrite=True, progress=progress)
     return out

@@ -124,9 +124,9 @@ def defect_iou_by_type(model, loader, device: torch.device | str = "cpu") -> dic
 
 def evaluate_run(run: str | Path, data: str | Path, *, split: str = "test",
                  json_path: str | Path | None = None, size: int | None = None,
-                 device: str | None = None) -> dict:
+                 device: str | None = None, per_type: bool = False) -> dict:
     """Metrics of a run's best checkpoint on a split, with provenance; optionally written to
-    JSON (chapter 7)."""
+    JSON; ``per_type`` adds ``defect_iou_by_type`` (chapter 7)."""
     started = time.time()
     torch_device = pick_device(device)
     model, info = load_run(run, torch_device)
@@ -136,6 +136,8 @@ def evaluate_run(run: str | Path, data: str | Path, *, split: str = "test",
         raise DataError(f"{data}: the {split} split is empty")
     loader = DataLoader(dataset, batch_size=train_config["batch_size"], collate_fn=collate_pairs)
     metrics = evaluate(model, loader, torch_device, info["num_classes"])
+    if per_type:
+        metrics["defect_iou_by_type"] = defect_iou_by_type(model, loader, torch_device)
     metrics.update(params_mb=parameter_size_mb(model), split=split, pairs=len(dataset),
                    method=train_config["method"], options=train_config["options"],
                    profile=train_config["profile"], seed=train_config["seed"],

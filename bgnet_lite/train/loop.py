@@ -97,16 +97,18 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                 "provenance": provenance(config.profile)}
     save_json(run_dir / "run.json", run_info)
     if parameters:
-        step, best_score = _optimise(model, parameters, config, train_loader, val_loader,
-                                     device, num_classes, run_dir, progress)
+        step, best_score, resumed_wall = _optimise(model, parameters, config, train_loader,
+                                                   val_loader, device, num_classes, run_dir,
+                                                   progress, started)
     else:
-        history = {"train": [], "val": []}
+        history, resumed_wall = {"train": [], "val": []}, 0.0
         if hasattr(model, "calibrate"):  # e.g. the classical baseline's threshold
             run_info["calibration"] = model.calibrate(val_loader, device)
         step, best_score = 0, _validate(model, val_loader, device, num_classes, 0, -1.0,
                                         history, run_dir)
         save_json(run_dir / "history.json", history)
-    run_info["wall_time_s"] = run_info.get("wall_time_s", 0.0) + time.time() - started
+    # an interrupted run's earlier training time counts too (kept in its last checkpoint)
+    run_info["wall_time_s"] = resumed_wall + time.time() - started
     run_info["best_val_miou"] = best_score
     run_info["steps"] = step
     save_json(run_dir / "run.json", run_info)
@@ -115,13 +117,15 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
 
 
 def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, device,
-              num_classes: int, run_dir: Path, progress: bool) -> tuple[int, float]:
-    """Adam steps with validation every ``eval_every``; returns (steps, best val mIoU)."""
+              num_classes: int, run_dir: Path, progress: bool,
+              started: float) -> tuple[int, float, float]:
+    """Adam steps with validation every ``eval_every``; returns (steps, best val mIoU, the
+    wall time of the interrupted run this one resumed)."""
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     scheduler = make_scheduler(optimizer, config.lr_schedule, config.steps)
     use_amp = device.type == "cuda"
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-    step, best_score, history = 0, -1.0, {"train": [], "val": []}
+    step, best_score, history, resumed_wall = 0, -1.0, {"train": [], "val": []}, 0.0
     last_path = run_dir / "last.pt"
     if config.resume and last_path.is_file():
         state = load_checkpoint(last_path, device)
@@ -129,6 +133,7 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         step, best_score = int(state["step"]), float(state["best_score"])
+        resumed_wall = float(state.get("wall_time_s", 0.0))
         history = json.loads((run_dir / "history.json").read_text())
     model.train()
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.method}",
@@ -159,10 +164,11 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
             save_checkpoint(last_path, {"model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(),
-                                        "step": step, "best_score": best_score})
+                                        "step": step, "best_score": best_score,
+                                        "wall_time_s": resumed_wall + time.time() - started})
             save_json(run_dir / "history.json", history)
     bar.close()
-    return step, best_score
+    return step, best_score, resumed_wall
 
 
 def _model_config(model) -> dict | None:
@@ -187,7 +193,8 @@ def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | No
                profile: str | None = None, name: str | None = None, progress: bool = True,
                **settings) -> Path:
     """A trained run for the chapters: reused from ``<runs>/<profile>/<name>`` when it finished
-    with the same configuration, trained otherwise (chapters 7-8).  ``settings`` are
+    with the same configuration, resumed from its last checkpoint when the same run was
+    interrupted, trained otherwise (chapters 7-8).  ``settings`` are
     :class:`TrainConfig` fields (seed, steps, ...).  Returns the run folder."""
     options = dict(options or {})
     probe = TrainConfig(data=str(data), out="", method=method, options=options,
@@ -196,12 +203,15 @@ def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | No
                                                                      **settings}.items()))
     out = runs_root() / probe.profile / name
     probe.out = str(out)
-    if (out / "run.json").is_file() and (out / "best.pt").is_file():
+    if (out / "run.json").is_file():
         info = read_run_info(out)
-        done = "steps" in info  # written when a run finishes
         # a setting added after the run was trained had its default value then
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-        if done and {**defaults, **info["train_config"]} == asdict(probe):
+        same = ({**defaults, **info["train_config"], "resume": False}
+                == {**asdict(probe), "resume": False})
+        if same and "steps" in info and (out / "best.pt").is_file():  # finished
             return out
+        # the same run, interrupted after a checkpoint: go on from there
+        probe.resume = same and (out / "last.pt").is_file()
     train(probe, progress=progress)
     return out
