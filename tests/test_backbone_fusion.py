@@ -1,6 +1,7 @@
 """ResNet-18 backbone (weights policy, channels, shapes) and the fusion decoder."""
 
 import math
+import sys
 import warnings
 
 import pytest
@@ -222,3 +223,20 @@ def test_auto_tries_the_download_once_per_process(empty_hub, monkeypatch):
     with pytest.raises(RuntimeError):  # an explicit request always tries again
         backbone_module.load_imagenet_state_dict("imagenet")
     assert len(attempts) == 2
+
+
+def test_failed_download_is_quiet_and_recorded(empty_hub, monkeypatch, capfd):
+    def noisy_offline_download():
+        sys.stderr.write('Downloading: "https://download.pytorch.org/models/x.pth"\n')
+        raise OSError("Name or service not known")
+
+    monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", noisy_offline_download)
+    with pytest.warns(UserWarning, match="RANDOM initialisation"):
+        assert backbone_module.load_imagenet_state_dict("auto") is None
+    assert "Downloading" not in capfd.readouterr().err
+    note = common_module.describe_initialisation(False)
+    assert note.startswith("random") and "Name or service not known" in note
+    assert common_module.describe_initialisation(True) == "imagenet"
+    assert common_module.describe_initialisation(None) == "no pretrained part"
+    monkeypatch.setattr(common_module, "_FAILED", {})
+    assert common_module.describe_initialisation(False) == "random (weights='none')"

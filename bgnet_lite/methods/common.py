@@ -10,6 +10,8 @@ is tried once per process.  The model records ``pretrained`` (True/False) for ``
 
 from __future__ import annotations
 
+import contextlib
+import io
 import warnings
 from collections.abc import Callable
 
@@ -40,7 +42,10 @@ def pretrained_state(what: str, weights: str, load: Callable[[], dict], hint: st
         if weights == "auto" and what in _FAILED:
             # an offline download attempt can take ~10 s: try once per process in "auto"
             raise OSError(_FAILED[what])
-        return load()
+        # torch.hub writes "Downloading: ..." to stderr before any attempt; the outcome is
+        # reported below (a warning on failure) and in run.json's "initialisation"
+        with contextlib.redirect_stderr(io.StringIO()):
+            return load()
     except Exception as error:  # offline, proxy, corrupt cache file: all mean "no weights"
         _FAILED.setdefault(what, f"earlier in this process: {type(error).__name__}: {error}")
         message = f"could not load {what} weights ({type(error).__name__}: {error}); {hint}"
@@ -49,6 +54,20 @@ def pretrained_state(what: str, weights: str, load: Callable[[], dict], hint: st
         warnings.warn(f"{message}. Using RANDOM initialisation instead (weights='auto'); "
                       "results will be worse than with pretrained weights.", stacklevel=3)
         return None
+
+
+def describe_initialisation(pretrained: bool | None) -> str:
+    """What a model started from, for ``run.json`` and the chapters' provenance (chapter 9):
+    "imagenet", "random (...why...)", or "no pretrained part" (None: nothing to load)."""
+    if pretrained is None:
+        return "no pretrained part"
+    if pretrained:
+        return "imagenet"
+    if _FAILED:
+        reasons = "; ".join(f"{what}: {why.removeprefix('earlier in this process: ')}"
+                            for what, why in _FAILED.items())
+        return f"random (ImageNet weights could not be loaded: {reasons})"
+    return "random (weights='none')"
 
 
 def torchvision_state(arch: str, weights: str) -> dict | None:

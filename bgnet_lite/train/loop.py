@@ -21,6 +21,7 @@ from bgnet_lite.data.folder import Augment, PairDataset, collate_pairs
 from bgnet_lite.data.io import DataError
 from bgnet_lite.losses import focal_loss
 from bgnet_lite.methods import create_model
+from bgnet_lite.methods.common import describe_initialisation
 from bgnet_lite.metrics import parameter_size_mb
 from bgnet_lite.paths import runs_root
 from bgnet_lite.provenance import provenance
@@ -94,6 +95,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                 "in_channels": train_set.channels, "class_names": list(train_set.class_names),
                 "model_config": _model_config(model), "params_mb": parameter_size_mb(model),
                 "pretrained": getattr(model, "pretrained", None),
+                "initialisation": describe_initialisation(getattr(model, "pretrained", None)),
                 "provenance": provenance(config.profile)}
     save_json(run_dir / "run.json", run_info)
     if parameters:
