@@ -2,8 +2,8 @@
 
 Usage: ``python benchmarks/bench_methods.py [--size 128] [--repeats 3] [--threads N]``
 
-Prints, per method of Tables 2-3 (and the classical baseline): our Params (MiB of float32
-parameters), the paper's Table 3 value, and the median forward time at ``size``² (batch 1,
+Prints, per method of Tables 2-3 (and the classical baseline): our parameters (millions, and
+MiB of float32), the paper's Table 3 "Params (MB)" (unit undefined in the paper), and the median forward time at ``size``² (batch 1,
 no grad, eval mode, random initialisation, after one warm-up pass; methods take turns) relative
 to BGNet's S2 in the same run.  Timings depend on the machine and its load; they are not a test.
 """
@@ -45,14 +45,15 @@ def main() -> None:
         for name in names:
             timings[name].append(forward_seconds(models[name], template, sample, time.perf_counter))
     seconds = {name: statistics.median(values) for name, values in timings.items()}
-    header = (f"{'method':16s} | {'family':26s} | {'Params MB':>9s} | {'paper MB':>8s} | "
-              f"{'ms':>8s} | {'x S2':>5s}")
+    header = (f"{'method':16s} | {'family':26s} | {'M params':>8s} | {'MiB':>7s} | "
+              f"{'paper MB':>8s} | {'ms':>8s} | {'x S2':>5s}")
     print(header)
     print("-" * len(header))
     for row in parameter_rows(names[1:]):
         name = row["method"]
         paper = "—" if row["paper_params_mb"] is None else f"{row['paper_params_mb']:.2f}"
-        print(f"{name:16s} | {row['family']:26s} | {row['params_mb']:9.2f} | {paper:>8s} | "
+        print(f"{name:16s} | {row['family']:26s} | {row['params_m']:8.2f} | "
+              f"{row['params_mb']:7.2f} | {paper:>8s} | "
               f"{seconds[name] * 1e3:8.1f} | {seconds[name] / seconds[REFERENCE]:5.2f}")
     print(f"reference {REFERENCE}: {seconds[REFERENCE] * 1e3:.1f} ms; "
           f"load average at end {os.getloadavg()[0]:.1f}")

@@ -26,13 +26,16 @@ def build_offline(name: str, num_classes: int = 1, in_channels: int = 3, seed: i
 
 
 def parameter_rows(names: list[str] | None = None, num_classes: int = 1) -> list[dict]:
-    """One dict per method: name, family, the paper's row name, our Params (MiB of float32
-    parameters) and the paper's Table 3 value (None where it has none; chapter 9)."""
+    """One dict per method: name, family, the paper's row name, our parameters in millions
+    and in MiB of float32, and the paper's Table 3 "Params (MB)" (None where it has none;
+    chapter 9).  The paper does not define its unit; chapter 9 compares both readings."""
     rows = []
     for name in names or table_methods():
         entry = get_method(name)
         model = build_offline(name, num_classes)
+        count = sum(parameter.numel() for parameter in model.parameters())
         rows.append({"method": name, "family": entry.family, "paper_name": entry.paper_name,
+                     "params_m": round(count / 1e6, 2),
                      "params_mb": round(parameter_size_mb(model), 2),
                      "paper_params_mb": entry.paper_params_mb, "summary": entry.summary})
     return rows
