@@ -3,9 +3,10 @@
 Usage: ``python benchmarks/bench_methods.py [--size 128] [--repeats 3] [--threads N]``
 
 Prints, per method of Tables 2-3 (and the classical baseline): our parameters (millions, and
-MiB of float32), the paper's Table 3 "Params (MB)" (unit undefined in the paper), and the median forward time at ``size``² (batch 1,
-no grad, eval mode, random initialisation, after one warm-up pass; methods take turns) relative
-to BGNet's S2 in the same run.  Timings depend on the machine and its load; they are not a test.
+MiB of float32), the paper's Table 3 "Params (MB)" (unit undefined in the paper), and the
+median forward time at ``size``² (batch 1, no grad, eval mode, random initialisation, after
+one warm-up pass; methods take turns) relative to BGNet's S2 in the same run.  Timings
+depend on the machine and its load; they are not a test.
 """
 
 from __future__ import annotations
