@@ -2,3 +2,5 @@
 
 Importing this package registers its methods.
 """
+
+from bgnet_lite.methods.registration import aoi as _aoi  # noqa: F401  (registers classical-aoi)
