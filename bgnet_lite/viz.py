@@ -38,6 +38,43 @@ def overlay_mask(image, mask, alpha: float = 0.55) -> np.ndarray:
     return np.where(where, (1 - alpha) * rgb + alpha * colours, rgb)
 
 
+# true positive, false positive, false negative: blue / orange / magenta stay apart for the
+# common colour-vision deficiencies and against the gold and grey of the boards
+ERROR_COLOURS = {"true positive": (0.10, 0.45, 1.00), "false positive": (1.00, 0.55, 0.00),
+                 "false negative": (0.95, 0.05, 0.75)}
+
+
+def _as_bool(mask) -> np.ndarray:
+    return np.asarray(mask.cpu() if isinstance(mask, torch.Tensor) else mask) > 0
+
+
+def error_overlay(image, prediction, truth, alpha: float = 0.45) -> np.ndarray:
+    """The prediction against the truth on ``image`` (chapter 9): true positives, false
+    positives and false negatives (any defect class) filled in the three ``ERROR_COLOURS``,
+    each region outlined in its colour so small ones stay visible.  Returns [H, W, 3]."""
+    from scipy.ndimage import binary_erosion
+
+    rgb = to_display(image).copy()
+    predicted, true = _as_bool(prediction), _as_bool(truth)
+    regions = {"true positive": predicted & true, "false positive": predicted & ~true,
+               "false negative": ~predicted & true}
+    for name, region in regions.items():
+        colour = np.array(ERROR_COLOURS[name], dtype=np.float32)
+        rgb[region] = (1 - alpha) * rgb[region] + alpha * colour
+        outline = region & ~binary_erosion(region)
+        rgb[outline] = colour
+    return rgb
+
+
+def error_legend(axis_or_figure, **kwargs) -> None:
+    """A legend naming the three colours of ``error_overlay`` (chapter 9)."""
+    from matplotlib.patches import Patch
+
+    handles = [Patch(facecolor=colour, label=name) for name, colour in ERROR_COLOURS.items()]
+    axis_or_figure.legend(handles=handles, **{"loc": "lower center", "ncol": 3,
+                                               "fontsize": 10, **kwargs})
+
+
 def abs_difference(template, sample) -> np.ndarray:
     """|sample − template| averaged over colour channels, ``[H, W]`` in 0..1."""
     return np.abs(to_display(sample) - to_display(template)).mean(-1)

@@ -172,3 +172,4 @@ def test_defect_scores_binary_and_multiclass():
     logits = torch.randn(2, 4, 3, 5)
     background = torch.exp(logits[:, 0]) / torch.exp(logits).sum(dim=1)
     assert torch.allclose(defect_scores(logits), 1 - background, atol=1e-6)
+

@@ -88,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("book_dir", type=Path)
     parser.add_argument("--toc", type=Path, help="default: BOOK_DIR/_toc.yml or ../_toc.yml")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per cell")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="chapter file names (e.g. 06_network_and_loss) to execute")
     args = parser.parse_args(argv)
     book_dir = args.book_dir.resolve()
     toc = args.toc.resolve() if args.toc else find_toc(book_dir)
@@ -103,6 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     if missing:
         raise SystemExit(f"{toc} lists chapters that do not exist: "
                          f"{', '.join(map(str, missing))}")
+    if args.only:
+        unknown = set(args.only) - {chapter.stem for chapter in chapters}
+        if unknown:
+            raise SystemExit(f"--only: no chapter {', '.join(sorted(unknown))} in {toc}")
+        chapters = [chapter for chapter in chapters if chapter.stem in args.only]
     # the kernel imports bgnet_lite from this checkout even where it is not pip-installed
     os.environ["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
