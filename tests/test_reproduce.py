@@ -47,9 +47,12 @@ def test_moderate_rule_by_hand():
     # the largest value passing counts, even after a dip
     ious[1.0] = [0.3, 0.3]
     assert moderate_variation(curve_cells(ious)) == 1.0
-    # undecided until every grid value has an S2 cell
-    del ious[0.5]
+    # undecided until every grid value has S2 cells of both seeds
+    ious[0.5] = [0.1]
     assert moderate_variation(curve_cells(ious)) is None
+    assert moderate_variation(curve_cells(ious), seeds=1) == 1.0
+    del ious[0.5]
+    assert moderate_variation(curve_cells(ious), seeds=1) is None
     assert set(CURVE_VARIATIONS) == {0.0, 0.1, 0.25, 0.5, 1.0}
 
 
@@ -64,7 +67,7 @@ def test_table_runs_skips_finished_cells_and_prints_beside_the_paper(tmp_path, m
     monkeypatch.setenv("BGNET_HOME", str(tmp_path / "home"))
     root = tmp_path / "results"
     (root / "robustness").mkdir(parents=True)
-    curve = {"cells": curve_cells({v: [0.4] for v in CURVE_VARIATIONS})}  # moderate = 1.0
+    curve = {"cells": curve_cells({v: [0.4, 0.4] for v in CURVE_VARIATIONS})}  # moderate 1.0
     (root / "robustness" / "quick.json").write_text(json.dumps(curve))
     lines = []
     results = run_table("table1", "quick", seeds=[0], only=["S2"], progress=False, root=root,

@@ -93,15 +93,16 @@ def curve_setting(name: str) -> DataSetting:
     return DataSetting(name, variation=float(value), motion=motion or "all")
 
 
-def moderate_variation(curve_cells: dict) -> float | None:
+def moderate_variation(curve_cells: dict, seeds: int = 2) -> float | None:
     """The moderate setting by the rule above, from the robustness results' cells (chapter 10):
-    None until S2's cells of every grid value are there."""
+    None until S2 has ``seeds`` cells (the curve's default seeds) at every grid value, so the
+    value cannot change once tables have run at it."""
     by_variation: dict[float, list[float]] = {}
     for cell in curve_cells.values():
         setting = curve_setting(cell["setting"])
         if cell["method"] == MODERATE_RULE_METHOD and setting.motion == "all":
             by_variation.setdefault(setting.variation, []).append(cell["metrics"]["defect_iou"])
-    if set(by_variation) != set(CURVE_VARIATIONS):
+    if set(by_variation) != set(CURVE_VARIATIONS) or min(map(len, by_variation.values())) < seeds:
         return None
     means = {v: sum(ious) / len(ious) for v, ious in by_variation.items()}
     aligned = means[0.0]
