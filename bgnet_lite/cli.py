@@ -156,12 +156,14 @@ def _cmd_methods(args) -> int:
         for item in entry.option_fields():
             print(f"  --{item.name.replace('_', '-'):<22} default {field_default(item)!r}")
         return 0
-    print(f"{'method':<12} {'family':<26} {'paper MB':>8} {'paper mIoU':>10}  summary")
+    width = max(len(name) for name in method_names())
+    print(f"{'method':<{width}} {'family':<26} {'paper MB':>8} {'paper mIoU':>10}  summary")
     for name in method_names():
         entry = get_method(name)
-        print(f"{name:<12} {entry.family:<26} {_or_dash(entry.paper_params_mb):>8} "
+        print(f"{name:<{width}} {entry.family:<26} {_or_dash(entry.paper_params_mb):>8} "
               f"{_or_dash(entry.paper_miou_ocd):>10}  {entry.summary}")
-    print("paper MB / mIoU: the paper's Tables 3 and 2 (its private OCDs/PCBs data)")
+    print("paper MB / mIoU: the paper's Tables 3 and 2, on its own OCDs/PCBs data (not ours); "
+          "the paper does not define its MB")
     return 0
 
 
