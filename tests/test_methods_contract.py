@@ -17,6 +17,8 @@ OVERFIT = {
     # the decoder sees only sample features gated by template differences, which the pairs'
     # 3-px shift fills with noise: it needs a larger step to overfit in 40
     "siamese-unet": (40, 3e-3),
+    # a stride-8 output blurs the 10-px square and PFENet's dropout of 0.5 slows it down
+    "pfenet": (80, 1e-3),
 }
 
 

@@ -2,3 +2,7 @@
 
 Importing this package registers its methods.
 """
+
+# in the order of the paper's Table 2
+from bgnet_lite.methods.few_shot import tgrnet as _tgrnet  # noqa: F401, I001
+from bgnet_lite.methods.few_shot import pfenet as _pfenet  # noqa: F401
