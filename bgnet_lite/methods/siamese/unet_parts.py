@@ -12,17 +12,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bgnet_lite.methods.bgnet.fusion import ConvBlock
+
 
 def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
-    """Two 3x3 convolution + BN + ReLU layers, U-Net's basic unit (chapter 9)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-        nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
-        nn.BatchNorm2d(out_channels),
-        nn.ReLU(inplace=True),
-    )
+    """Two 3x3 convolution + BN + ReLU layers, U-Net's basic unit: BGNet's decoder block
+    (chapters 6 and 9)."""
+    return ConvBlock(in_channels, out_channels)
 
 
 def level_widths(base_width: int) -> tuple[int, ...]:
