@@ -402,3 +402,38 @@ def test_item_refuses_a_bad_file_with_the_validators_message(tmp_path):
         dataset[0]
     assert str(error.value) == problems[0]
     dataset[1]  # the other pair is fine
+
+
+@pytest.mark.parametrize("escaping", ["../outside.png", "sample/../../outside.png",
+                                      "/etc/passwd", "C:\\images\\a.png", ".."])
+def test_csv_paths_must_stay_inside_the_folder(tmp_path, escaping):
+    root = make_folder(tmp_path / "ds")
+    Image.fromarray(_image(seed=3)).save(tmp_path / "outside.png")  # exists, yet refused
+    with open(root / "pairs.csv", "w", newline="") as handle:
+        handle.write("template,sample,mask,split\n"
+                     "template/a.png,sample/a.png,mask/a.png,train\n"
+                     f"{escaping},sample/b.png,mask/b.png,train\n")
+    problems = problems_of(root)
+    assert len(problems) == 1
+    assert "pairs.csv:3" in problems[0] and "outside the dataset folder" in problems[0]
+    assert escaping in problems[0]
+    with pytest.raises(DataError, match="outside the dataset folder"):
+        list_pairs(root)
+
+
+def test_a_path_that_climbs_back_inside_is_accepted(tmp_path):
+    root = make_folder(tmp_path / "ds")
+    with open(root / "pairs.csv", "w", newline="") as handle:
+        handle.write("template,sample,mask,split\n"
+                     "sample/../template/a.png,sample/a.png,mask/a.png,train\n")
+    table, problems = list_pairs(root)
+    assert problems == [] and len(table.records) == 1
+
+
+def test_csv_with_a_byte_order_mark(tmp_path):
+    root = make_folder(tmp_path / "ds")
+    (root / "pairs.csv").write_bytes("\ufefftemplate,sample,mask,split\n"
+                                     "template/a.png,sample/a.png,mask/a.png,val\n"
+                                     .encode("utf-8"))
+    table, problems = list_pairs(root)
+    assert problems == [] and table.records[0].split == "val"

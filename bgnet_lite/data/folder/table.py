@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import zlib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 from ..io import REQUIRED_COLUMNS, SPLITS, DataError
 
@@ -136,9 +137,18 @@ def _table_from_folders(root: Path, require_mask: bool) -> tuple[list[PairRecord
     return records, problems
 
 
+def _escapes(relative: str) -> bool:
+    """True for an absolute path or one that climbs out of its folder ("../x", "a/../../x"),
+    judged on the text (a link inside the folder is the user's choice)."""
+    normal = os.path.normpath(relative.replace("\\", "/"))
+    return os.path.isabs(normal) or PureWindowsPath(relative).drive != "" or \
+        normal == ".." or normal.startswith("../")
+
+
 def _table_from_csv(root: Path, require_mask: bool) -> tuple[list[PairRecord], list[str], bool]:
     csv_path = root / "pairs.csv"
-    with open(csv_path, newline="") as handle:
+    # utf-8-sig: a byte-order mark (Excel's "CSV UTF-8") is not part of the first column name
+    with open(csv_path, newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
         columns = reader.fieldnames or []
         rows = list(reader)
@@ -172,12 +182,21 @@ def _table_from_csv(root: Path, require_mask: bool) -> tuple[list[PairRecord], l
         if split not in SPLITS:
             problems.append(f"{where}: split {split!r} is not one of {', '.join(SPLITS)}")
             continue
-        paths = {"template": root / template_rel, "sample": root / sample_rel}
+        relative = {"template": template_rel, "sample": sample_rel}
         if mask_rel:
-            paths["mask"] = root / mask_rel
+            relative["mask"] = mask_rel
         flow_rel = (row.get("flow") or "").strip()
         if flow_rel:
-            paths["flow"] = root / flow_rel
+            relative["flow"] = flow_rel
+        outside = [f"{name} {path}" for name, path in relative.items() if _escapes(path)]
+        if outside:
+            problems.append(
+                f"{where}: path(s) outside the dataset folder: {'; '.join(outside)}; paths in "
+                "pairs.csv must be relative and stay inside the folder (copy or link the "
+                "files into it)"
+            )
+            continue
+        paths = {name: root / path for name, path in relative.items()}
         absent = [f"{name} {path}" for name, path in paths.items() if not path.is_file()]
         if absent:
             problems.append(
