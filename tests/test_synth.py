@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bgnet_lite.data.io import SPLITS, load_flow, read_image
+from bgnet_lite.data.io import SPLITS, DataError, load_flow, read_image
 from bgnet_lite.data.synth import (
     DEFECT_TYPES,
     PAPER_DEFECT_COUNTS,
@@ -392,3 +392,22 @@ def test_written_dataset_is_unchanged(tmp_path, name, workers):
         f"{name}: the generator's output changed; if that is intended (new numpy/scipy "
         "rounding, a deliberate generator change), store the new digest here"
     )
+
+
+def test_overwrite_replaces_a_dataset_but_never_another_folder(tmp_path):
+    config = SynthConfig(pairs=6, size=32, batches=3, seed=1)
+    unrelated = tmp_path / "photos"
+    unrelated.mkdir()
+    (unrelated / "holiday.jpg").write_bytes(b"not ours")
+    with pytest.raises(DataError, match="not a dataset folder"):
+        write_synth_dataset(unrelated, config, overwrite=True, progress=False)
+    assert (unrelated / "holiday.jpg").read_bytes() == b"not ours"
+    assert not list(tmp_path.glob(".photos.*.part"))  # nothing half-written left behind
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    with pytest.raises(DataError, match="is a file"):
+        write_synth_dataset(a_file, config, overwrite=True, progress=False)
+    dataset = write_synth_dataset(tmp_path / "ds", config, progress=False)
+    again = write_synth_dataset(dataset, SynthConfig(pairs=9, size=32, batches=3),
+                                overwrite=True, progress=False)
+    assert len((again / "pairs.csv").read_text().splitlines()) == 10  # header + 9 pairs

@@ -159,11 +159,20 @@ class DatasetWriter:
 
     def __init__(self, out_dir: str | os.PathLike, *, overwrite: bool = False):
         self.out_dir = Path(out_dir)
-        if self.out_dir.exists() and not overwrite:
-            if any(self.out_dir.iterdir()):
+        if self.out_dir.exists() and not self.out_dir.is_dir():
+            raise DataError(f"{self.out_dir}: exists and is a file, not a folder; choose "
+                            "another output folder")
+        if self.out_dir.is_dir() and any(self.out_dir.iterdir()):
+            if not overwrite:
                 raise DataError(
                     f"{self.out_dir}: exists and is not empty; choose a new folder or pass "
                     "--overwrite"
+                )
+            if not (self.out_dir / "pairs.csv").is_file():
+                # --overwrite replaces a dataset, never a folder of something else
+                raise DataError(
+                    f"{self.out_dir}: not a dataset folder (no pairs.csv), so --overwrite will "
+                    "not delete it; choose another folder or empty this one yourself"
                 )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = Path(
