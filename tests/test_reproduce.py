@@ -99,6 +99,7 @@ def test_an_interrupted_run_resumes(tmp_path, monkeypatch):
         info = {"train_config": {**config.__dict__, "resume": False}}
         (out / "run.json").write_text(json.dumps(info))  # no "steps": not finished
         (out / "last.pt").write_bytes(b"checkpoint")
+        (out / "history.json").write_text("{}")
 
     monkeypatch.setattr(loop_module, "train", fake_train)
     data = tmp_path / "data"

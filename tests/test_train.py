@@ -239,3 +239,25 @@ def test_defect_iou_by_type_against_hand_counts():
     assert result["scratch"] == {"pairs": 2, "truth_px_per_pair": 6.0, "defect_iou": 0.5}
     assert result["stain"]["defect_iou"] == 1.0
     assert result["unlabelled"]["defect_iou"] == 0.0
+
+
+def test_a_run_folder_holds_one_run(tiny_data, tmp_path, capsys):
+    run = tmp_path / "run"
+    train(_config(tiny_data, run, steps=2), progress=False)
+    before = (run / "run.json").read_text()
+    common = [str(tiny_data), "--out", str(run), "--profile", "quick", "--steps", "2",
+              "--batch-size", "2", "--val-pairs", "2", "--weights", "none"]
+    # another method into the same folder: refused, nothing touched
+    assert cli_main(["train", *common, "--variant", "S2"]) == 2
+    assert "already holds a run" in capsys.readouterr().err
+    assert (run / "run.json").read_text() == before
+    # resuming with another method: refused, naming the setting
+    assert cli_main(["train", *common, "--variant", "S2", "--resume"]) == 2
+    assert "method" in capsys.readouterr().err
+    # --overwrite replaces it
+    assert cli_main(["train", *common, "--variant", "S2", "--overwrite"]) == 0
+    assert json.loads((run / "run.json").read_text())["train_config"]["method"] == "bgnet-s2"
+    # --resume where nothing was trained: refused, naming the missing file
+    assert cli_main(["train", *common, "--out", str(tmp_path / "empty"), "--resume"]) == 2
+    assert "nothing to resume" in capsys.readouterr().err
+    assert not (tmp_path / "empty").exists()

@@ -37,7 +37,8 @@ class TrainConfig:
     val_pairs: int | None = None
     focal_alpha: float | None = None
     device: str | None = None
-    resume: bool = False
+    resume: bool = False  # go on from RUN/last.pt (same method and settings; steps may grow)
+    overwrite: bool = False  # replace the run already in RUN
     augment: bool = True
 
     def __post_init__(self):

@@ -90,6 +90,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                          **config.options).to(device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     run_dir = Path(config.out)
+    _claim_run_dir(config, run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     run_info = {"train_config": asdict(config), "num_classes": num_classes,
                 "in_channels": train_set.channels, "class_names": list(train_set.class_names),
@@ -116,6 +117,45 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     save_json(run_dir / "run.json", run_info)
     return {"run": str(run_dir), "steps": step, "best_val_miou": best_score,
             "wall_time_s": round(run_info["wall_time_s"], 1)}
+
+
+RUN_FILES = ("run.json", "history.json", "best.pt", "last.pt")
+# settings a resumed run may change: a longer schedule, another device, the flags themselves
+RESUMABLE_CHANGES = ("steps", "device", "resume", "overwrite", "out")
+
+
+def _claim_run_dir(config: TrainConfig, run_dir: Path) -> None:
+    """Refuse to mix two runs in one folder (chapter 7): a folder holding a run is resumed
+    (same method and settings, checked) or replaced (``overwrite``), never silently reused."""
+    holds_run = any((run_dir / name).exists() for name in RUN_FILES)
+    if config.resume:
+        for needed in ("run.json", "last.pt", "history.json"):
+            if not (run_dir / needed).is_file():
+                raise DataError(f"{run_dir / needed}: not found, so there is nothing to resume; "
+                                "train without --resume (add --overwrite to replace what is "
+                                "there)")
+        defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+        before = {**defaults, **read_run_info(run_dir)["train_config"]}
+        now = asdict(config)
+        changed = sorted(name for name in now if name not in RESUMABLE_CHANGES
+                         and _setting(name, before.get(name)) != _setting(name, now[name]))
+        if changed:
+            raise DataError(f"{run_dir}: --resume with settings other than the run's "
+                            f"({', '.join(changed)}); resume with the same ones, or train "
+                            "into another --out")
+    elif holds_run:
+        if not config.overwrite:
+            raise DataError(f"{run_dir}: already holds a run (run.json or checkpoints); pass "
+                            "--resume to continue it, --overwrite to replace it, or choose "
+                            "another --out")
+        for name in RUN_FILES:
+            (run_dir / name).unlink(missing_ok=True)
+
+
+def _setting(name: str, value):
+    """A setting as compared on resume: the data folder by where it is, not how it is
+    written."""
+    return str(Path(value).resolve()) if name == "data" and value else value
 
 
 def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, device,
@@ -209,11 +249,13 @@ def ensure_run(data: str | Path, method: str = "bgnet-s5", *, options: dict | No
         info = read_run_info(out)
         # a setting added after the run was trained had its default value then
         defaults = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-        same = ({**defaults, **info["train_config"], "resume": False}
-                == {**asdict(probe), "resume": False})
+        ignored = {"resume": False, "overwrite": False}
+        same = ({**defaults, **info["train_config"], **ignored} == {**asdict(probe), **ignored})
         if same and "steps" in info and (out / "best.pt").is_file():  # finished
             return out
-        # the same run, interrupted after a checkpoint: go on from there
-        probe.resume = same and (out / "last.pt").is_file()
+        # the same run, interrupted after a checkpoint: go on from there; anything else in
+        # this cache folder is replaced
+        probe.resume = same and (out / "last.pt").is_file() and (out / "history.json").is_file()
+        probe.overwrite = not probe.resume
     train(probe, progress=progress)
     return out
