@@ -140,7 +140,7 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .train import predict_folder
 
-    written = predict_folder(args.run, args.pairs, args.out)
+    written = predict_folder(args.run, args.pairs, args.out, size=args.size)
     print(f"wrote {written} mask(s) and overlay(s) to {args.out}")
     return 0
 
@@ -271,10 +271,14 @@ def build_parser(method: str = "bgnet-s5") -> argparse.ArgumentParser:
     predict = commands.add_parser(
         "predict", help="predict masks for a folder of pairs",
         description="Write a mask PNG and an overlay PNG for every pair in PAIRS (a dataset "
-                    "folder; masks are not needed).")
+                    "folder; masks are not needed), at each pair's own resolution, named after "
+                    "the sample's path inside PAIRS.")
     predict.add_argument("run")
     predict.add_argument("pairs")
     predict.add_argument("out")
+    predict.add_argument("--size", type=int, default=None,
+                         help="resize every pair to SIZE x SIZE for the model (default: each "
+                              "pair at its own resolution)")
     predict.set_defaults(func=_cmd_predict)
 
     methods = commands.add_parser(

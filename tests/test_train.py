@@ -261,3 +261,44 @@ def test_a_run_folder_holds_one_run(tiny_data, tmp_path, capsys):
     assert cli_main(["train", *common, "--out", str(tmp_path / "empty"), "--resume"]) == 2
     assert "nothing to resume" in capsys.readouterr().err
     assert not (tmp_path / "empty").exists()
+
+
+def test_predict_names_cannot_collide_and_pairs_keep_their_resolution(tiny_data, tmp_path,
+                                                                      monkeypatch):
+    from bgnet_lite.train import predict as predict_module
+
+    run = tmp_path / "run"
+    train(_config(tiny_data, run, method="bgnet-s5", steps=1), progress=False)
+    pairs = tmp_path / "pairs"
+    rng = np.random.default_rng(1)
+    rows = ["template,sample"]
+    for sample in ("lot1/a.png", "lot2/a.png", "lot2/b.png", "lot2/b.jpg", "sample/c.png"):
+        (pairs / sample).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (72, 88, 3), dtype=np.uint8)).save(pairs / sample)
+        rows.append(f"{sample},{sample}")
+    (pairs / "pairs.csv").write_text("\n".join(rows) + "\n")
+    real_load_run = predict_module.load_run
+    seen = {"sizes": [], "models": []}
+
+    def spying_load_run(*args, **kwargs):
+        model, info = real_load_run(*args, **kwargs)
+        model.register_forward_pre_hook(
+            lambda _, inputs: seen["sizes"].append(tuple(inputs[0].shape[-2:])))
+        seen["models"].append(model)
+        return model, info
+
+    monkeypatch.setattr(predict_module, "load_run", spying_load_run)
+    # 72 x 88 has 9 x 11 = 99 cells at 1/8, 64 x 64 has 64
+    monkeypatch.setattr(predict_module, "DENSE_MATCH_MAX_CELLS", 80)
+    written = predict_module.predict_folder(run, pairs, tmp_path / "out")
+    masks = sorted(str(p.relative_to(tmp_path / "out" / "mask"))
+                   for p in (tmp_path / "out" / "mask").rglob("*.png"))
+    assert written == 5 == len(masks)
+    assert masks == ["c.png", "lot1/a.png", "lot2/a.png", "lot2/b.jpg.png", "lot2/b.png.png"]
+    assert seen["sizes"] == [(72, 88)] * 5  # the model saw every pair at its own size
+    assert seen["models"][0].config.deviations.chunked_matching  # large pair: chunked
+    seen["sizes"].clear()
+    predict_module.predict_folder(run, pairs, tmp_path / "out64", size=64)
+    assert seen["sizes"] == [(64, 64)] * 5
+    assert not seen["models"][1].config.deviations.chunked_matching  # 64 x 64: dense
+    assert np.array(Image.open(tmp_path / "out64" / "mask" / "c.png")).shape == (72, 88)
