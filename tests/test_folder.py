@@ -437,3 +437,21 @@ def test_csv_with_a_byte_order_mark(tmp_path):
                                      .encode("utf-8"))
     table, problems = list_pairs(root)
     assert problems == [] and table.records[0].split == "val"
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    upright = _image(size=(20, 30), seed=4)  # 20 rows, 30 columns
+    path = tmp_path / "phone.png"
+    stored = Image.fromarray(np.rot90(upright, k=1).copy())  # stored turned anticlockwise ...
+    exif = Image.Exif()
+    exif[0x0112] = 6  # ... with "rotate 90 degrees clockwise to display" (orientation 6)
+    stored.save(path, exif=exif)
+    assert np.array_equal(read_image(path), upright)
+
+
+def test_decompression_bomb_names_the_limit(tmp_path, monkeypatch):
+    path = tmp_path / "huge.png"
+    Image.fromarray(_image(size=(64, 64))).save(path)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # 64 x 64 = 4096 > 2 x 1000
+    with pytest.raises(DataError, match="huge.png: larger than Pillow's safety limit"):
+        read_image(path)

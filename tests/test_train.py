@@ -13,6 +13,7 @@ from PIL import Image
 
 from bgnet_lite.cli import main as cli_main
 from bgnet_lite.cli import train_config
+from bgnet_lite.data.io import DataError
 from bgnet_lite.data.synth import SynthConfig, write_synth_dataset
 from bgnet_lite.methods.bgnet.config import Deviations
 from bgnet_lite.train import TrainConfig, defect_iou_by_type, load_run, train
@@ -302,3 +303,11 @@ def test_predict_names_cannot_collide_and_pairs_keep_their_resolution(tiny_data,
     assert seen["sizes"] == [(64, 64)] * 5
     assert not seen["models"][1].config.deviations.chunked_matching  # 64 x 64: dense
     assert np.array(Image.open(tmp_path / "out64" / "mask" / "c.png")).shape == (72, 88)
+
+
+def test_a_truncated_checkpoint_is_named(tmp_path):
+    path = tmp_path / "best.pt"
+    torch.save({"model": {"w": torch.zeros(1000)}}, path)
+    path.write_bytes(path.read_bytes()[:500])
+    with pytest.raises(DataError, match="best.pt: cannot be read as a checkpoint"):
+        load_checkpoint(path)

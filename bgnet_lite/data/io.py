@@ -22,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 REQUIRED_COLUMNS = ("template", "sample", "mask", "split")
 SPLITS = ("train", "val", "test")
@@ -80,7 +80,9 @@ def read_image(path: str | os.PathLike, *, kind: str = "image") -> np.ndarray:
     if not path.is_file():
         raise DataError(f"{path}: file not found")
     try:
-        with Image.open(path) as image:
+        with Image.open(path) as opened:
+            # a phone photo stores "rotate me" in EXIF; apply it so sizes and pixels match
+            image = ImageOps.exif_transpose(opened)
             mode = image.mode
             image.load()
             if mode == "RGBA" or mode == "LA" or "transparency" in image.info:
@@ -108,6 +110,12 @@ def read_image(path: str | os.PathLike, *, kind: str = "image") -> np.ndarray:
             array = np.array(image)
     except DataError:
         raise
+    except Image.DecompressionBombError as error:
+        raise DataError(
+            f"{path}: larger than Pillow's safety limit of {Image.MAX_IMAGE_PIXELS} pixels "
+            f"({error}); downscale it, or if the file is trusted raise the limit before "
+            "reading (PIL.Image.MAX_IMAGE_PIXELS = None)"
+        ) from error
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise DataError(
             f"{path}: cannot be read as an image ({error}); the file is corrupt or truncated: "

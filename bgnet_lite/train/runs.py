@@ -27,7 +27,12 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
     (chapter 7)."""
     if not Path(path).is_file():
         raise DataError(f"{path}: checkpoint not found; train first with `bgnet-lite train`")
-    return torch.load(path, map_location=device, weights_only=True)
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # truncated zip, not a checkpoint, pickled code: all unusable
+        raise DataError(f"{path}: cannot be read as a checkpoint ({type(error).__name__}); it "
+                        "is truncated or not written by bgnet-lite: train again (or "
+                        "`--resume` from an intact last.pt)") from error
 
 
 def _json_safe(value):
