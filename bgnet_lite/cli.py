@@ -34,8 +34,11 @@ Methods:     bgnet-lite methods
 def _cmd_synth(args) -> int:
     from .data.synth import SynthConfig, write_synth_dataset
 
-    config = SynthConfig(pairs=args.pairs, size=args.size, seed=args.seed,
-                         variation=args.variation)
+    try:
+        config = SynthConfig(pairs=args.pairs, size=args.size, seed=args.seed,
+                             variation=args.variation)
+    except ValueError as error:  # a bad setting: say which, no traceback
+        raise DataError(f"data synth: {error}") from None
     out = write_synth_dataset(args.out, config, overwrite=args.overwrite)
     print(f"wrote {config.pairs} OCD-like pairs at {config.size}x{config.size} to {out}")
     return 0
@@ -46,8 +49,11 @@ def _cmd_deeppcb(args) -> int:
 
     if not args.source and not args.download:
         raise DataError("give --source PATH (a folder containing PCBData/) or --download")
-    config = DeepPCBConfig(size=args.size, misalign=args.misalign, seed=args.seed,
-                           limit=args.limit)
+    try:
+        config = DeepPCBConfig(size=args.size, misalign=args.misalign, seed=args.seed,
+                               limit=args.limit)
+    except ValueError as error:
+        raise DataError(f"data deeppcb: {error}") from None
     stats = prepare_deeppcb(args.out, source=args.source, download=args.download, config=config,
                             overwrite=args.overwrite)
     print(format_stats(stats))

@@ -411,3 +411,12 @@ def test_overwrite_replaces_a_dataset_but_never_another_folder(tmp_path):
     again = write_synth_dataset(dataset, SynthConfig(pairs=9, size=32, batches=3),
                                 overwrite=True, progress=False)
     assert len((again / "pairs.csv").read_text().splitlines()) == 10  # header + 9 pairs
+
+
+def test_cli_synth_bad_settings_are_one_line(tmp_path, capsys):
+    from bgnet_lite.cli import main as cli_main
+
+    assert cli_main(["data", "synth", str(tmp_path / "ds"), "--pairs", "2"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: data synth: pairs (2) must be >= batches")
+    assert "Traceback" not in error and not (tmp_path / "ds").exists()
