@@ -311,3 +311,35 @@ def test_a_truncated_checkpoint_is_named(tmp_path):
     path.write_bytes(path.read_bytes()[:500])
     with pytest.raises(DataError, match="best.pt: cannot be read as a checkpoint"):
         load_checkpoint(path)
+
+
+def test_bad_files_anywhere_are_refused_before_anything_is_written(tiny_data, tmp_path,
+                                                                   capsys):
+    data = tmp_path / "ocd"
+    write_synth_dataset(data, SynthConfig(pairs=12, size=64, seed=5, batches=3),
+                        progress=False)
+    rows = (data / "pairs.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    by_split = {}
+    for row in rows[1:]:
+        cells = dict(zip(header, row.split(","), strict=False))
+        by_split.setdefault(cells["split"], cells)
+    truncated = data / by_split["test"]["sample"]  # a test file: train never reads it
+    truncated.write_bytes(truncated.read_bytes()[:100])
+    small = data / by_split["val"]["mask"]
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(small)
+    run = tmp_path / "run"
+    assert cli_main(["train", str(data), "--out", str(run), "--profile", "quick",
+                     "--steps", "1", "--weights", "none"]) == 2
+    error = capsys.readouterr().err
+    assert "2 problem(s)" in error and "nothing was written" in error
+    assert str(truncated) in error and str(small) in error
+    assert not run.exists()
+    out = tmp_path / "pred"
+    good_run = tmp_path / "good"
+    train(_config(tiny_data, good_run, steps=1), progress=False)
+    assert cli_main(["predict", str(good_run), str(data), str(out)]) == 2
+    assert not out.exists()
+    assert cli_main(["evaluate", str(good_run), str(data), "--split", "test"]) == 2
+    assert str(truncated) in capsys.readouterr().err
+

@@ -15,7 +15,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from bgnet_lite.data.folder import PairDataset, collate_pairs
+from bgnet_lite.data.folder import PairDataset, collate_pairs, require_valid_dataset
 from bgnet_lite.data.io import DataError
 from bgnet_lite.metrics import (
     ConfusionMatrix,
@@ -128,6 +128,7 @@ def evaluate_run(run: str | Path, data: str | Path, *, split: str = "test",
     """Metrics of a run's best checkpoint on a split, with provenance; optionally written to
     JSON; ``per_type`` adds ``defect_iou_by_type`` (chapter 7)."""
     started = time.time()
+    require_valid_dataset(data, split=split)  # every file of the split, before loading a model
     torch_device = pick_device(device)
     model, info = load_run(run, torch_device)
     train_config = info["train_config"]

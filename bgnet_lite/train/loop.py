@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from bgnet_lite.data.folder import Augment, PairDataset, collate_pairs
+from bgnet_lite.data.folder import Augment, PairDataset, collate_pairs, require_valid_dataset
 from bgnet_lite.data.io import DataError
 from bgnet_lite.losses import focal_loss
 from bgnet_lite.methods import create_model
@@ -81,6 +81,9 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     has ``calibrate(val_loader, device) -> dict`` (settings chosen on the validation split,
     kept in its buffers), that runs first and its answer goes into ``run.json``."""
     started = time.time()
+    # every file of every split opened and checked before anything is written (a bad test
+    # file found after an hour of training helps nobody)
+    require_valid_dataset(config.data, progress=progress)
     seed_everything(config.seed)
     device = pick_device(config.device)
     generator = torch.Generator().manual_seed(config.seed)

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bgnet_lite.data.folder import PairDataset
+from bgnet_lite.data.folder import PairDataset, require_valid_dataset
 from bgnet_lite.data.io import save_png
 from bgnet_lite.metrics import logits_to_prediction
 from bgnet_lite.train.evaluate import pick_device
@@ -54,6 +54,7 @@ def predict_folder(run: str | Path, pairs: str | Path, out: str | Path, *,
     for the model instead, then back); returns the number of pairs written."""
     from bgnet_lite.viz import overlay_mask
 
+    require_valid_dataset(pairs, require_mask=False)  # all of it, before the first mask
     torch_device = pick_device(device)
     model, info = load_run(run, torch_device)
     dataset = PairDataset(pairs, size=size, channels=info.get("in_channels", 3),

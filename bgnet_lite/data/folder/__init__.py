@@ -16,7 +16,7 @@ Modules: ``table`` (listing, class names, splits), ``check`` (decoding and check
 and ``dataset`` (the torch Dataset, augmentation, collation).
 """
 
-from .check import PairArrays, check_dataset, check_pair, read_pair
+from .check import PairArrays, check_dataset, check_pair, read_pair, require_valid_dataset
 from .dataset import Augment, PairDataset, collate_pairs
 from .table import (
     IMAGE_SUFFIXES,
@@ -35,6 +35,7 @@ __all__ = [
     "PairRecord",
     "PairTable",
     "check_dataset",
+    "require_valid_dataset",
     "check_pair",
     "collate_pairs",
     "deterministic_split",

@@ -8,13 +8,17 @@ refused with the same message, naming the file, that the validator prints.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from ..io import SPLITS, DataError, load_flow, read_image
 from .table import PairRecord, list_pairs
+
+MAX_SHOWN = 20  # problems listed in one refusal; `data check` lists all
 
 
 @dataclass
@@ -97,14 +101,21 @@ def check_pair(record: PairRecord, class_names: tuple[str, ...]) -> list[str]:
     return read_pair(record, class_names)[1]
 
 
-def check_dataset(root: str | Path, *, require_mask: bool = True) -> tuple[dict, list[str]]:
-    """Validate a dataset folder completely; return ``(summary, problems)`` (chapter 1)."""
+def check_dataset(root: str | Path, *, require_mask: bool = True, split: str | None = None,
+                  workers: int = 4, progress: bool = False) -> tuple[dict, list[str]]:
+    """Validate a dataset folder completely, or one ``split`` of it: every file opened and
+    checked (``workers`` threads decode in parallel); return ``(summary, problems)``
+    (chapter 1)."""
     try:
         table, problems = list_pairs(root, require_mask=require_mask, strict=False)
     except DataError as error:
         return {}, [str(error)]
-    for record in table.records:
-        problems += check_pair(record, table.class_names)
+    records = [r for r in table.records if split is None or r.split == split]
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        found = pool.map(lambda record: check_pair(record, table.class_names), records)
+        for pair_problems in tqdm(found, total=len(records), desc="check files",
+                                  disable=not progress, leave=False):
+            problems += pair_problems
     splits = {s: sum(r.split == s for r in table.records) for s in SPLITS}
     summary = {
         "root": str(table.root),
@@ -116,3 +127,19 @@ def check_dataset(root: str | Path, *, require_mask: bool = True) -> tuple[dict,
         "notes": table.notes,
     }
     return summary, problems
+
+
+def require_valid_dataset(root: str | Path, *, require_mask: bool = True,
+                          split: str | None = None, progress: bool = False) -> dict:
+    """:func:`check_dataset`, refusing with ONE message that lists every problem (file, what
+    is wrong, the fix) before anything is written (chapters 1 and 7)."""
+    summary, problems = check_dataset(root, require_mask=require_mask, split=split,
+                                      progress=progress)
+    if problems:
+        shown = "\n  ".join(problems[:MAX_SHOWN])
+        more = (f"\n  ... and {len(problems) - MAX_SHOWN} more"
+                if len(problems) > MAX_SHOWN else "")
+        raise DataError(f"{root}: {len(problems)} problem(s) in the data; nothing was "
+                        f"written. Fix them and run again (`bgnet-lite data check {root}` "
+                        f"lists them all):\n  {shown}{more}")
+    return summary
