@@ -343,3 +343,50 @@ def test_bad_files_anywhere_are_refused_before_anything_is_written(tiny_data, tm
     assert cli_main(["evaluate", str(good_run), str(data), "--split", "test"]) == 2
     assert str(truncated) in capsys.readouterr().err
 
+
+
+TRAIN_SCRIPT = """
+import os, signal, sys
+import torch
+from bgnet_lite.train import TrainConfig, loop
+torch.set_num_threads(1)
+data, out, kill_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
+real_save = loop.save_checkpoint
+def save_then_maybe_die(path, payload):
+    real_save(path, payload)
+    if payload["step"] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)  # no clean-up of any kind, like a power cut
+loop.save_checkpoint = save_then_maybe_die
+loop.train(TrainConfig(data=data, out=out, method="bgnet-s5", profile="quick", steps=12,
+                       batch_size=2, eval_every=3, val_pairs=2, seed=0, resume=resume,
+                       options={"weights": "none", "match_loss": 0.1}), progress=False)
+"""
+
+
+def test_a_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    def run(out, kill_at, resume):
+        return subprocess.run([sys.executable, "-c", TRAIN_SCRIPT, str(tiny_data), str(out),
+                               str(kill_at), "1" if resume else "0"],
+                              capture_output=True, text=True, timeout=600)
+
+    straight = run(tmp_path / "straight", 0, False)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    # 8 batches of 2 per epoch: step 9 is the first batch of the second epoch, so replaying
+    # the epoch alone would not restore the augmentation's generator
+    killed = run(tmp_path / "killed", 9, False)
+    assert killed.returncode == -signal.SIGKILL
+    resumed = run(tmp_path / "killed", 0, True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    for name in ("last.pt", "best.pt"):
+        expected = load_checkpoint(tmp_path / "straight" / name)["model"]
+        found = load_checkpoint(tmp_path / "killed" / name)["model"]
+        assert all(torch.equal(expected[key], found[key]) for key in expected), name
+    history = [json.loads((tmp_path / folder / "history.json").read_text())
+               for folder in ("straight", "killed")]
+    assert [h["loss"] for h in history[0]["train"]] == [h["loss"] for h in history[1]["train"]]
+    info = json.loads((tmp_path / "killed" / "run.json").read_text())
+    assert info["steps"] == 12 and not list((tmp_path / "killed").glob(".*.part"))

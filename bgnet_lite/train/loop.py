@@ -37,6 +37,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def rng_state(train_set: PairDataset, generator: torch.Generator,
+              epoch_start: torch.Tensor, batches_done: int) -> dict:
+    """Everything random a training run draws from, for an exact resume (chapter 7): torch's,
+    NumPy's and Python's generators, the augmentation's, the data order (the loader's
+    generator as it was when this epoch began, and the batches of the epoch already used).
+    Tensors and plain lists only, so ``torch.load(weights_only=True)`` reads it."""
+    numpy_state = np.random.get_state()
+    return {"torch": torch.get_rng_state(),
+            "numpy": [numpy_state[0], torch.from_numpy(numpy_state[1].astype(np.int64)),
+                      *numpy_state[2:]],
+            "python": _plain(random.getstate()), "augment": _plain(train_set.rng.getstate()),
+            "loader_epoch_start": epoch_start, "loader_generator": generator.get_state(),
+            "batches_done": batches_done}
+
+
+def _plain(state):
+    """A Python ``random`` state as nested lists (tuples are rebuilt by ``_python_state``)."""
+    return [list(item) if isinstance(item, tuple) else item for item in state]
+
+
+def _python_state(plain) -> tuple:
+    return tuple(tuple(item) if isinstance(item, list) else item for item in plain)
+
+
+def restore_rng_state(state: dict, train_set: PairDataset) -> None:
+    """Set every generator of ``rng_state`` back (after the data order was replayed)."""
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    random.setstate(_python_state(state["python"]))
+    train_set.rng.setstate(_python_state(state["augment"]))
+
+
 def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
     """torch's scheduler for ``schedule`` (chapter 7): "constant" keeps the base rate,
     "cosine" is ``CosineAnnealingLR`` from the base rate to 0 over ``steps``."""
@@ -130,6 +163,8 @@ RESUMABLE_CHANGES = ("steps", "device", "resume", "overwrite", "out")
 def _claim_run_dir(config: TrainConfig, run_dir: Path) -> None:
     """Refuse to mix two runs in one folder (chapter 7): a folder holding a run is resumed
     (same method and settings, checked) or replaced (``overwrite``), never silently reused."""
+    for stray in run_dir.glob(".*.part"):  # a write interrupted by a kill
+        stray.unlink()
     holds_run = any((run_dir / name).exists() for name in RUN_FILES)
     if config.resume:
         for needed in ("run.json", "last.pt", "history.json"):
@@ -172,6 +207,9 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     step, best_score, history, resumed_wall = 0, -1.0, {"train": [], "val": []}, 0.0
     last_path = run_dir / "last.pt"
+    generator, train_set = train_loader.generator, train_loader.dataset
+    epoch_start, batches_done = generator.get_state(), 0
+    batches = iter(train_loader)
     if config.resume and last_path.is_file():
         state = load_checkpoint(last_path, device)
         model.load_state_dict(state["model"])
@@ -180,16 +218,28 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
         step, best_score = int(state["step"]), float(state["best_score"])
         resumed_wall = float(state.get("wall_time_s", 0.0))
         history = json.loads((run_dir / "history.json").read_text())
+        # the steps after the checkpoint were lost with the process: drop their log lines
+        history["train"] = [h for h in history["train"] if h["step"] <= step]
+        history["val"] = [v for v in history["val"] if v["step"] <= step]
+        if "rng" in state:  # replay this epoch's order, then every generator as it was
+            epoch_start, batches_done = state["rng"]["loader_epoch_start"], 0
+            generator.set_state(epoch_start)
+            batches = iter(train_loader)
+            for _ in range(state["rng"]["batches_done"]):
+                next(batches)
+                batches_done += 1
+            restore_rng_state(state["rng"], train_set)
     model.train()
     bar = tqdm(total=config.steps, initial=step, desc=f"train {config.method}",
                disable=not progress)
-    batches = iter(train_loader)
     while step < config.steps:
         try:
             batch = next(batches)
         except StopIteration:
+            epoch_start, batches_done = generator.get_state(), 0
             batches = iter(train_loader)
             batch = next(batches)
+        batches_done += 1
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             loss, focal, extra = _training_losses(model, batch, config.focal_alpha)
@@ -206,12 +256,16 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
         if step % config.eval_every == 0 or step == config.steps:
             best_score = _validate(model, val_loader, device, num_classes, step, best_score,
                                    history, run_dir)
+            # the log first: a kill between the two leaves lines past the checkpoint, which a
+            # resume drops, never a checkpoint past the log
+            save_json(run_dir / "history.json", history)
             save_checkpoint(last_path, {"model": model.state_dict(),
                                         "optimizer": optimizer.state_dict(),
                                         "scheduler": scheduler.state_dict(),
                                         "step": step, "best_score": best_score,
-                                        "wall_time_s": resumed_wall + time.time() - started})
-            save_json(run_dir / "history.json", history)
+                                        "wall_time_s": resumed_wall + time.time() - started,
+                                        "rng": rng_state(train_set, generator, epoch_start,
+                                                         batches_done)})
     bar.close()
     return step, best_score, resumed_wall
 
