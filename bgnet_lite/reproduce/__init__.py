@@ -1,5 +1,5 @@
 """Reproducing the paper's Tables 1-3 and the robustness curve: specs, runner, report
-(chapters 10-12)."""
+(chapters 11-13)."""
 
 from bgnet_lite.reproduce.report import format_table, paper_values, summarize
 from bgnet_lite.reproduce.runner import (

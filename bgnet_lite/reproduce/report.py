@@ -1,5 +1,5 @@
 """Reading a table's results: mean ± std over seeds per row and setting, beside the paper's
-numbers (always labelled as the paper's), and the dry-run's time estimate (chapters 10-12)."""
+numbers (always labelled as the paper's), and the dry-run's time estimate (chapters 11-13)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from bgnet_lite.reproduce.specs import TABLES
 
 
 def paper_values(table: str, label: str) -> dict:
-    """The paper's numbers for a row (chapter 10): {} where the paper has none."""
+    """The paper's numbers for a row (chapter 11): {} where the paper has none."""
     if table == "table1":
         return dict(PAPER_TABLE1.get(label, {}))
     if table == "table2" and label in PAPER_TABLE2:

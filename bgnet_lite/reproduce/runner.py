@@ -1,6 +1,6 @@
 """The table runner: every (row, data setting, seed) cell of a table trained and evaluated
 through the registry, finished cells skipped, an interrupted one resumed from its checkpoint,
-each result written at once to ``results/<table>/<profile>.json`` (chapters 10-12).
+each result written at once to ``results/<table>/<profile>.json`` (chapters 11-13).
 
     bgnet-lite reproduce table1 --profile cpu --seeds 0 1 2
     bgnet-lite reproduce robustness --profile cpu --dry-run
@@ -49,7 +49,7 @@ class Cell:
 
 
 def results_path(table: str, profile: str, root: Path | None = None) -> Path:
-    """``results/<table>/<profile>.json`` of the repository (chapter 10)."""
+    """``results/<table>/<profile>.json`` of the repository (chapter 11)."""
     return (root or REPO_ROOT / "results") / table / f"{profile}.json"
 
 
@@ -65,7 +65,7 @@ def current_moderate(profile: str, root: Path | None = None) -> float | None:
 
 def table_cells(spec: TableSpec, profile: str, seeds=None, only=None,
                 root: Path | None = None) -> list[Cell]:
-    """Every cell of a table, rows in the paper's order (chapter 10).  ``only``: labels or
+    """Every cell of a table, rows in the paper's order (chapter 11).  ``only``: labels or
     method names to keep."""
     moderate = None
     if any("moderate" in name for name in spec.settings):
@@ -101,7 +101,7 @@ def _relative(path: Path) -> str:
 
 
 def run_cell(cell: Cell, profile: str, steps: int | None = None, progress: bool = True) -> dict:
-    """Train (or resume, or reuse) and evaluate one cell on its test split (chapter 10)."""
+    """Train (or resume, or reuse) and evaluate one cell on its test split (chapter 11)."""
     data = cell_data(cell.setting, profile, cell.seed)
     settings = {"seed": cell.seed} | ({"steps": steps} if steps else {})
     run = ensure_run(data, cell.row.method, options=cell.row.options, profile=profile,
@@ -127,7 +127,7 @@ def run_cell(cell: Cell, profile: str, steps: int | None = None, progress: bool 
 def run_table(name: str, profile: str | None = None, seeds=None, only=None,
               progress: bool = True, root: Path | None = None,
               log=print) -> dict:
-    """Run every unfinished cell of a table, writing the results after each (chapter 10)."""
+    """Run every unfinished cell of a table, writing the results after each (chapter 11)."""
     spec = TABLES[name]
     profile = get_profile(profile).name
     path = results_path(name, profile, root)
@@ -170,7 +170,7 @@ def _observed_seconds_per_step(profile: str, root: Path | None = None) -> dict[s
 
 def dry_run(name: str, profile: str | None = None, seeds=None, only=None,
             root: Path | None = None) -> list[dict]:
-    """Every cell of a table with its status and estimated training seconds (chapter 10):
+    """Every cell of a table with its status and estimated training seconds (chapter 11):
     from finished cells of the same method in this profile, else measured now (two training
     steps on random data)."""
     from bgnet_lite.reproduce.report import measured_seconds_per_step

@@ -1,5 +1,5 @@
 """What each reproduced table runs: its rows (registered methods), its data settings and its
-columns, and the rule that fixes the "moderate" data setting (chapters 10-12).
+columns, and the rule that fixes the "moderate" data setting (chapters 11-13).
 
 The paper's OCDs and PCBs are private; the tables run on our substitutes: the OCD-like
 generator (Tables 1-2, the robustness curve) and DeepPCB with a synthetic background motion
@@ -30,7 +30,7 @@ MODERATE_RULE_SHARE = 0.5
 
 @dataclass(frozen=True)
 class DataSetting:
-    """One dataset a table runs on (chapters 10-12)."""
+    """One dataset a table runs on (chapters 11-13)."""
 
     name: str
     dataset: str = "ocd"  # "ocd" (our generator) or "deeppcb"
@@ -88,13 +88,13 @@ TABLES = {
 
 
 def curve_setting(name: str) -> DataSetting:
-    """``v0.25`` or ``shift-v0.5`` -> its DataSetting (chapter 10)."""
+    """``v0.25`` or ``shift-v0.5`` -> its DataSetting (chapter 11)."""
     motion, _, value = name.rpartition("-v") if "-v" in name else ("all", "", name[1:])
     return DataSetting(name, variation=float(value), motion=motion or "all")
 
 
 def moderate_variation(curve_cells: dict, seeds: int = 2) -> float | None:
-    """The moderate setting by the rule above, from the robustness results' cells (chapter 10):
+    """The moderate setting by the rule above, from the robustness results' cells (chapter 11):
     None until S2 has ``seeds`` cells (the curve's default seeds) at every grid value, so the
     value cannot change once tables have run at it."""
     by_variation: dict[float, list[float]] = {}
