@@ -129,7 +129,7 @@ def _train_config(args):
 def _cmd_train(args) -> int:
     from .train import train
 
-    result = train(_train_config(args))
+    result = train(_train_config(args), progress=sys.stderr.isatty())  # no bars in logs
     print(json.dumps(result, indent=2))
     return 0
 
@@ -146,7 +146,8 @@ def _cmd_evaluate(args) -> int:
 def _cmd_predict(args) -> int:
     from .train import predict_folder
 
-    written = predict_folder(args.run, args.pairs, args.out, size=args.size)
+    written = predict_folder(args.run, args.pairs, args.out, size=args.size,
+                             progress=sys.stderr.isatty())
     print(f"wrote {written} mask(s) and overlay(s) to {args.out}")
     return 0
 

@@ -48,20 +48,21 @@ def _match_in_chunks_if_large(model, height: int, width: int) -> None:
 
 @torch.no_grad()
 def predict_folder(run: str | Path, pairs: str | Path, out: str | Path, *,
-                   device: str | None = None, size: int | None = None) -> int:
+                   device: str | None = None, size: int | None = None,
+                   progress: bool = True) -> int:
     """Mask PNG (0/255 binary, class ids otherwise) and overlay PNG for every pair in ``pairs``
     (chapter 7), at each sample's own resolution (``size``: resize every pair to size x size
     for the model instead, then back); returns the number of pairs written."""
     from bgnet_lite.viz import overlay_mask
 
-    require_valid_dataset(pairs, require_mask=False)  # all of it, before the first mask
+    require_valid_dataset(pairs, require_mask=False, progress=progress)  # before any mask
     torch_device = pick_device(device)
     model, info = load_run(run, torch_device)
     dataset = PairDataset(pairs, size=size, channels=info.get("in_channels", 3),
                           require_mask=False)
     names = output_names(dataset)
     out = Path(out)
-    for index in tqdm(range(len(dataset)), desc="predict"):
+    for index in tqdm(range(len(dataset)), desc="predict", disable=not progress):
         item = dataset[index]
         with Image.open(item["meta"]["sample_file"]) as original:
             width, height = original.size
