@@ -219,3 +219,19 @@ def test_every_equation_renders_and_fits(base_url, browser, chapter):
     page.close()
     assert found["errors"] == 0, f"{chapter}: {found['errors']} MathJax TeX errors"
     assert not found["wide"], f"{chapter}: display equations wider than the page: {found['wide']}"
+
+
+SCROLLING_OUTPUTS = """() => [...document.querySelectorAll('.cell_output *')].filter(element =>
+    element.scrollWidth > element.clientWidth + 1
+    && ['auto', 'scroll'].includes(getComputedStyle(element).overflowX))
+  .map(element => element.textContent.trim().slice(0, 60))"""
+
+
+@pytest.mark.parametrize("chapter", CHAPTER_PAGES)
+def test_outputs_fit_the_page(base_url, browser, chapter):
+    """At 1280 px, at most two outputs of a page need horizontal scrolling."""
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page.goto(f"{base_url}/book/{chapter}.html", wait_until="load")
+    scrolling = page.evaluate(SCROLLING_OUTPUTS)
+    page.close()
+    assert len(scrolling) <= 2, f"{chapter}: {len(scrolling)} outputs scroll: {scrolling}"
