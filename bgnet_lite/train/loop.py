@@ -63,9 +63,9 @@ def _python_state(plain) -> tuple:
 
 def restore_rng_state(state: dict, train_set: PairDataset) -> None:
     """Set every generator of ``rng_state`` back (after the data order was replayed)."""
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     kind, keys, *rest = state["numpy"]
-    np.random.set_state((kind, keys.numpy().astype(np.uint32), *rest))
+    np.random.set_state((kind, keys.cpu().numpy().astype(np.uint32), *rest))
     random.setstate(_python_state(state["python"]))
     train_set.rng.setstate(_python_state(state["augment"]))
 
@@ -222,7 +222,8 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
         history["train"] = [h for h in history["train"] if h["step"] <= step]
         history["val"] = [v for v in history["val"] if v["step"] <= step]
         if "rng" in state:  # replay this epoch's order, then every generator as it was
-            epoch_start, batches_done = state["rng"]["loader_epoch_start"], 0
+            # generator states live on the CPU whatever device the checkpoint was mapped to
+            epoch_start, batches_done = state["rng"]["loader_epoch_start"].cpu(), 0
             generator.set_state(epoch_start)
             batches = iter(train_loader)
             for _ in range(state["rng"]["batches_done"]):
