@@ -8,7 +8,8 @@ import pytest
 import torch
 from method_checks import no_network, overfit_losses  # noqa: F401  (no_network: fixture)
 
-from bgnet_lite.methods import create_model, get_method, method_names
+from bgnet_lite.methods import get_method, method_names
+from bgnet_lite.methods.summary import build_offline
 
 COMPETITORS = [name for name in method_names() if not name.startswith("bgnet-")]
 DEEPPCB_CLASSES = 7  # background + DeepPCB's six defect types
@@ -22,15 +23,9 @@ OVERFIT = {
 }
 
 
-def offline_options(name: str) -> dict:
-    """No pretrained weights in tests (no weight hub is reachable here)."""
-    fields = {item.name for item in get_method(name).option_fields()}
-    return {"weights": "none"} if "weights" in fields else {}
-
-
 def build(name: str, num_classes: int, in_channels: int = 3) -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(name, num_classes, in_channels, **offline_options(name))
+    """No pretrained weights in tests (no weight hub is reachable here), seed 0."""
+    return build_offline(name, num_classes, in_channels)
 
 
 def test_every_family_of_table_2_is_present():

@@ -160,3 +160,11 @@ def widen_first_conv(conv: nn.Conv2d, copies: int) -> nn.Conv2d:
         if conv.bias is not None:
             wide.bias.copy_(conv.bias)
     return wide
+
+
+def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
+    """Convolution (no bias, same padding), BatchNorm, ReLU: the compared methods' common
+    building block (chapter 9)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
+        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))

@@ -18,6 +18,7 @@ import torchvision
 from torch import nn
 
 from bgnet_lite.methods import common
+from bgnet_lite.methods.common import conv_bn_relu  # noqa: F401  (the heads' import)
 
 BACKBONES = ("resnet50", "resnet101")
 STAGE_CHANNELS = (256, 512, 1024, 2048)  # layer1 .. layer4 of a bottleneck ResNet
@@ -59,13 +60,6 @@ class DilatedResNet(nn.Module):
         layer3 = self.layer3(layer2)  # [N, 1024, H/8 .. H/16, .]
         layer4 = self.layer4(layer3)  # [N, 2048, H/os, W/os]
         return [layer1, layer2, layer3, layer4]
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int = 3) -> nn.Sequential:
-    """Convolution (no bias), BatchNorm, ReLU: the heads' building block (chapter 9)."""
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 def fcn_head(in_channels: int, mid_channels: int, num_classes: int) -> nn.Sequential:

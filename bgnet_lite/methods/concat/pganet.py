@@ -38,6 +38,7 @@ from torch import nn
 
 from bgnet_lite.losses import focal_loss
 from bgnet_lite.methods import common
+from bgnet_lite.methods.common import conv_bn_relu
 from bgnet_lite.methods.registry import register_method
 
 RESNET_CHANNELS = {
@@ -55,12 +56,6 @@ class PGANetOptions:
     backbone: str = "resnet18"  # torchvision ResNet (guessed; 18 brings Params near Table 3)
     fusion_channels: int = 96  # width of the fused pyramid (guessed; ~Table 3's 51.41 MB)
     side_weight: float = 1.0  # loss weight of each deeply supervised side output (guessed)
-
-
-def conv_bn_relu(in_channels: int, out_channels: int, kernel_size: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_channels, out_channels, kernel_size, padding=kernel_size // 2, bias=False),
-        nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 def resize(feats: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
