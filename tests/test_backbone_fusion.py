@@ -1,7 +1,7 @@
 """ResNet-18 backbone (weights policy, channels, shapes) and the fusion decoder."""
 
 import math
-import sys
+import urllib.error
 import warnings
 
 import pytest
@@ -20,6 +20,9 @@ from bgnet_lite.methods.bgnet.backbone import (
 from bgnet_lite.methods.bgnet.fusion import FusionDecoder
 
 WEIGHT_FILE = "resnet18-f37072fd.pth"  # torchvision's ImageNet ResNet-18 file name
+
+
+REAL_DOWNLOAD = backbone_module.download_imagenet_state_dict
 
 
 @pytest.fixture
@@ -226,14 +229,16 @@ def test_auto_tries_the_download_once_per_process(empty_hub, monkeypatch):
 
 
 def test_failed_download_is_quiet_and_recorded(empty_hub, monkeypatch, capfd):
-    def noisy_offline_download():
-        sys.stderr.write('Downloading: "https://download.pytorch.org/models/x.pth"\n')
-        raise OSError("Name or service not known")
+    # the real torch.hub code path (it prints "Downloading: ..." before connecting), offline
+    def offline_urlopen(*args, **kwargs):
+        raise urllib.error.URLError("Name or service not known")
 
-    monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", noisy_offline_download)
+    monkeypatch.setattr(backbone_module, "download_imagenet_state_dict", REAL_DOWNLOAD)
+    monkeypatch.setattr(torch.hub, "urlopen", offline_urlopen)
     with pytest.warns(UserWarning, match="RANDOM initialisation"):
         assert backbone_module.load_imagenet_state_dict("auto") is None
-    assert "Downloading" not in capfd.readouterr().err
+    printed = capfd.readouterr()
+    assert "Downloading" not in printed.out + printed.err
     note = common_module.describe_initialisation(False)
     assert note.startswith("random") and "Name or service not known" in note
     assert common_module.describe_initialisation(True) == "imagenet"

@@ -42,9 +42,9 @@ def pretrained_state(what: str, weights: str, load: Callable[[], dict], hint: st
         if weights == "auto" and what in _FAILED:
             # an offline download attempt can take ~10 s: try once per process in "auto"
             raise OSError(_FAILED[what])
-        # torch.hub writes "Downloading: ..." to stderr before any attempt; the outcome is
+        # torch.hub writes "Downloading: ..." to stdout before any attempt; the outcome is
         # reported below (a warning on failure) and in run.json's "initialisation"
-        with contextlib.redirect_stderr(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             return load()
     except Exception as error:  # offline, proxy, corrupt cache file: all mean "no weights"
         _FAILED.setdefault(what, f"earlier in this process: {type(error).__name__}: {error}")
