@@ -100,10 +100,13 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
 
 
-def run_cell(cell: Cell, profile: str, steps: int | None = None, progress: bool = True) -> dict:
+def run_cell(cell: Cell, profile: str, steps: int, progress: bool = True) -> dict:
     """Train (or resume, or reuse) and evaluate one cell on its test split (chapter 11)."""
     data = cell_data(cell.setting, profile, cell.seed)
-    settings = {"seed": cell.seed} | ({"steps": steps} if steps else {})
+    # steps named only where they differ from the profile's: the run's recorded configuration
+    # then matches runs trained before tables had their own budgets (resumed, not redone)
+    settings = {"seed": cell.seed} | ({} if steps == get_profile(profile).steps
+                                      else {"steps": steps})
     run = ensure_run(data, cell.row.method, options=cell.row.options, profile=profile,
                      name=cell.run_name, progress=progress, **settings)
     metrics = evaluate_run(run, data, split="test", per_type=True)
@@ -140,7 +143,7 @@ def run_table(name: str, profile: str | None = None, seeds=None, only=None,
             continue
         started = time.time()
         log(f"[{index}/{len(cells)}] {cell.key}: training {cell.row.method} ...")
-        results["cells"][cell.key] = run_cell(cell, profile, spec.steps, progress)
+        results["cells"][cell.key] = run_cell(cell, profile, spec.steps_for(profile), progress)
         metrics = results["cells"][cell.key]["metrics"]
         save_json(path, results)
         log(f"[{index}/{len(cells)}] {cell.key}: defect IoU {metrics['defect_iou']:.3f}, "
@@ -177,7 +180,7 @@ def dry_run(name: str, profile: str | None = None, seeds=None, only=None,
 
     spec = TABLES[name]
     profile = get_profile(profile).name
-    steps = spec.steps or get_profile(profile).steps
+    steps = spec.steps_for(profile)
     done = read_results(name, profile, root)["cells"]
     observed = _observed_seconds_per_step(profile, root)
     plan = []
