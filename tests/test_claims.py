@@ -1,0 +1,61 @@
+"""Verdicts on the paper's claims (chapters 11-13), checked against hand-computed cases and
+against a reading of the paper's own tables."""
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+from bgnet_lite.reproduce.claims import CLAIMS, check_claim, compare, verdicts  # noqa: E402
+from bgnet_lite.viz_results import curve_points, plot_robustness  # noqa: E402
+
+
+def test_compare_by_hand():
+    # diff 0.4, se = sqrt(0.01/3 + 0.01/3) = 0.0816: beyond 2 se
+    assert compare([0.5, 0.6, 0.7], [0.1, 0.2, 0.3]) == "holds"
+    assert compare([0.1, 0.2, 0.3], [0.5, 0.6, 0.7]) == "reversed"
+    # diff 0.05, se = sqrt(0.02/2 + 0.02/2) = 0.141: inside 2 se
+    assert compare([0.5, 0.7], [0.45, 0.65]) == "within seed noise"
+    assert compare([0.5], [0.4]) == "holds (1 seed)"
+    assert compare([0.4], [0.5, 0.6]) == "reversed (1 seed)"
+    assert compare([0.50, 0.52], [0.51, 0.53], kind="similar") == "holds"  # 0.01 apart
+    # 0.3 apart, se = sqrt(0.0002/2 * 2) = 0.0141: far beyond 0.02 + 2 se
+    assert compare([0.80, 0.82], [0.50, 0.52], kind="similar") == "reversed"
+
+
+def test_claim_takes_its_weakest_comparison():
+    claim = next(c for c in CLAIMS if c.text.startswith("The full model is best"))
+    values = {"S5": [0.8, 0.8], "S1": [0.5, 0.5], "S2": [0.6, 0.6], "S3": [0.9], "S4": [0.1]}
+    result = check_claim(claim, values)
+    assert result["verdict"] == "reversed (1 seed)" and "S3 0.900" in result["weakest"]
+    assert check_claim(claim, {"S5": [0.8]})["verdict"] == "not run"
+
+
+def test_paper_numbers_support_every_claim_but_one():
+    # read off the paper's Tables 1-3 by hand: every claim in the text agrees with its table
+    # except "foreground generalization performs the poorest" on PCBs (TGRNet 0.7068 and
+    # PFENet 0.7214 are above U-Net 0.5981, FCN 0.4985 and CCNet 0.4786)
+    for table in ("table1", "table2", "table3"):
+        for row in verdicts({"table": table, "cells": {}}, "moderate"):
+            expected = "reversed" if table == "table3" and "poorest" in row["claim"] else "holds"
+            assert row["paper"] == expected, row
+            assert row["ours"] == "not run"
+
+
+def _cell(label, setting, seed, value):
+    return {"label": label, "setting": setting, "seed": seed,
+            "metrics": {"defect_iou": value}}
+
+
+def test_curve_points_and_plot():
+    cells = [_cell("S2", "v0", 0, 0.4), _cell("S2", "v0", 1, 0.2), _cell("S2", "v0.5", 0, 0.1),
+             _cell("S2", "shift-v0.5", 0, 0.3), _cell("S2", "v1", 0, math.nan)]
+    results = {"cells": {f"{c['label']}/{c['setting']}/seed{c['seed']}": c for c in cells}}
+    points = {p["setting"]: p for p in curve_points(results)}
+    assert set(points) == {"v0", "v0.5", "shift-v0.5"}  # NaN cells are left out
+    assert math.isclose(points["v0"]["mean"], 0.3) and points["v0"]["min"] == 0.2
+    assert points["v0"]["max"] == 0.4 and points["v0"]["seeds"] == 2
+    assert points["shift-v0.5"]["motion"] == "shift" and points["shift-v0.5"]["variation"] == 0.5
+    axis = plot_robustness(results, moderate=0.5)
+    assert [line.get_label() for line in axis.get_lines()][0] == "S2"
