@@ -9,7 +9,7 @@ import statistics
 
 import matplotlib.pyplot as plt
 
-from bgnet_lite.reproduce.specs import curve_setting
+from bgnet_lite.reproduce.specs import TABLES, curve_setting
 
 FONT = 10  # points
 # one colour per table row, the same in every figure; S1-S5 share BGNet's family of blues
@@ -49,7 +49,9 @@ def plot_robustness(results: dict, metric: str = "defect_iou", moderate: float |
     points = curve_points(results, metric)
     if axis is None:
         _, axis = plt.subplots(figsize=(7.5, 4.2))
-    labels = list(dict.fromkeys(p["label"] for p in points))
+    order = [row.label for row in TABLES["robustness"].rows]
+    labels = sorted(dict.fromkeys(p["label"] for p in points),
+                    key=lambda label: order.index(label) if label in order else len(order))
     for label in labels:
         colour = METHOD_COLOURS.get(label)
         line = [p for p in points if p["label"] == label and p["motion"] == "all"]

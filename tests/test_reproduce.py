@@ -117,3 +117,19 @@ def test_cli_dry_run_and_unknown_row(tmp_path, monkeypatch, capsys):
                      "--only", "S2", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "S2/v0.25/seed0" in out and "cells to run" in out
+
+
+def test_chapter_results_fall_back_to_the_committed_cpu_profile(tmp_path):
+    from bgnet_lite.reproduce.runner import chapter_results
+
+    results, note = chapter_results("table1", "quick", root=tmp_path)
+    assert results["cells"] == {} and "bgnet-lite reproduce table1 --profile quick" in note
+    (tmp_path / "table1").mkdir()
+    (tmp_path / "table1" / "cpu.json").write_text(json.dumps(
+        {"table": "table1", "profile": "cpu", "cells": {"S1/moderate/seed0": {}}}))
+    results, note = chapter_results("table1", "quick", root=tmp_path)
+    assert results["profile"] == "cpu" and "showing the committed 'cpu' ones" in note
+    (tmp_path / "table1" / "quick.json").write_text(json.dumps(
+        {"table": "table1", "profile": "quick", "cells": {"S1/moderate/seed0": {}}}))
+    results, note = chapter_results("table1", "quick", root=tmp_path)
+    assert results["profile"] == "quick" and note.startswith("results of the 'quick' profile")

@@ -9,6 +9,7 @@ each result written at once to ``results/<table>/<profile>.json`` (chapters 11-1
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +57,21 @@ def results_path(table: str, profile: str, root: Path | None = None) -> Path:
 def read_results(table: str, profile: str, root: Path | None = None) -> dict:
     path = results_path(table, profile, root)
     return json.loads(path.read_text()) if path.is_file() else {"cells": {}}
+
+
+def chapter_results(table: str, profile: str, root: Path | None = None) -> tuple[dict, str]:
+    """What a table's chapter shows (chapters 11-13): the profile's results, else the committed
+    ``cpu`` ones (the quick profile of CI reads, it does not train for hours), and a line
+    saying which."""
+    for name in dict.fromkeys((profile, "cpu")):
+        results = read_results(table, name, root)
+        if results["cells"]:
+            shown = (f"results of the {name!r} profile" if name == profile else
+                     f"no {profile!r} results yet: showing the committed {name!r} ones")
+            return results, (f"{shown}, {len(results['cells'])} cells "
+                             f"(results/{table}/{name}.json)")
+    return {"table": table, "profile": profile, "cells": {}}, (
+        f"no results yet: run `bgnet-lite reproduce {table} --profile {profile}`")
 
 
 def current_moderate(profile: str, root: Path | None = None) -> float | None:
@@ -160,15 +176,16 @@ def iter_pending(name: str, profile: str, seeds=None, only=None,
 
 
 def _observed_seconds_per_step(profile: str, root: Path | None = None) -> dict[str, float]:
-    """Training seconds per step of each method, from this profile's finished cells of every
-    table (the best estimate of what a pending cell will take)."""
+    """Training seconds per step of each method, the median over this profile's finished cells
+    of every table (the best estimate of what a pending cell will take)."""
     observed: dict[str, list[float]] = {}
     for name in TABLES:
         for cell in read_results(name, profile, root)["cells"].values():
             if cell.get("steps") and cell.get("train_wall_time_s"):
                 observed.setdefault(cell["method"], []).append(
                     cell["train_wall_time_s"] / cell["steps"])
-    return {method: sum(values) / len(values) for method, values in observed.items()}
+    # the median: cells trained while other jobs shared the cores take several times longer
+    return {method: statistics.median(values) for method, values in observed.items()}
 
 
 def dry_run(name: str, profile: str | None = None, seeds=None, only=None,
