@@ -79,3 +79,39 @@ def plot_robustness(results: dict, metric: str = "defect_iou", moderate: float |
     axis.grid(alpha=0.3)
     axis.legend(fontsize=FONT - 1, ncol=2, frameon=False)
     return axis
+
+
+def plot_table(results: dict, setting: str, metric: str = "miou", axis=None,
+               xlabel: str | None = None, paper: bool = True):
+    """One column of a reproduced table as horizontal bars (chapters 12-13): our mean over seeds
+    per row, each seed as a dot, and the paper's value (on its own data) as a black tick."""
+    from bgnet_lite.reproduce.report import paper_values
+
+    table = results["table"]
+    order = [row.label for row in TABLES[table].rows]
+    values: dict[str, list[float]] = {}
+    for cell in results["cells"].values():
+        value = cell["metrics"].get(metric)
+        if cell["setting"] == setting and value is not None and not math.isnan(value):
+            values.setdefault(cell["label"], []).append(value)
+    labels = [label for label in order if label in values]
+    if axis is None:
+        _, axis = plt.subplots(figsize=(7.5, 0.36 * len(labels) + 1.2))
+    for position, label in enumerate(labels):
+        colour = METHOD_COLOURS.get(label, "#888888")
+        axis.barh(position, statistics.fmean(values[label]), color=colour, alpha=0.85)
+        axis.plot(values[label], [position] * len(values[label]), "o", color="black",
+                  markersize=3)
+        theirs = paper_values(table, label).get(metric) if paper else None
+        if theirs is not None:
+            axis.plot(theirs, position, "|", color="black", markersize=14, mew=2)
+    if paper:
+        axis.plot([], [], "|", color="black", markersize=10, mew=2, label="paper (its data)")
+        axis.plot([], [], "o", color="black", markersize=3, label="ours, one seed")
+        axis.legend(fontsize=FONT - 1, loc="lower right", frameon=True)
+    axis.set_yticks(range(len(labels)), labels, fontsize=FONT)
+    axis.invert_yaxis()
+    axis.set_xlabel(xlabel or metric, fontsize=FONT)
+    axis.tick_params(labelsize=FONT)
+    axis.grid(axis="x", alpha=0.3)
+    return axis

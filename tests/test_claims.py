@@ -59,3 +59,38 @@ def test_curve_points_and_plot():
     assert points["shift-v0.5"]["motion"] == "shift" and points["shift-v0.5"]["variation"] == 0.5
     axis = plot_robustness(results, moderate=0.5)
     assert [line.get_label() for line in axis.get_lines()][0] == "S2"
+
+
+def test_display_rows_and_rank_agreement_by_hand():
+    from bgnet_lite.reproduce.report import display_rows, plus_minus, rank_agreement
+
+    assert plus_minus(0.5, 0.1234) == "0.500 ± 0.123" and plus_minus(0.5, math.nan) == "0.500"
+    assert plus_minus(math.nan, math.nan) is None
+    # paper's Table 2 mIoU ranks: SegNet 0.3662 < U-Net 0.6325 < FCN 0.6580 < DeepLabV3+ 0.6702;
+    # ours swaps the last two: rho = 1 - 6 * (1 + 1) / (4 * (16 - 1)) = 0.8
+    ours = {"SegNet": [0.1, 0.2], "U-Net": [0.3], "FCN": [0.6], "DeepLabV3+": [0.5]}
+    cells = {}
+    for label, values in ours.items():
+        for seed, value in enumerate(values):
+            cells[f"{label}/moderate/seed{seed}"] = {
+                "label": label, "method": label.lower(), "setting": "moderate", "seed": seed,
+                "variation": 0.1, "params_mb": 1.0, "train_wall_time_s": 2.0,
+                "metrics": {"miou": value}}
+    results = {"table": "table2", "profile": "cpu", "cells": cells}
+    agreement = rank_agreement(results, "moderate")
+    assert agreement["rows"] == 4 and math.isclose(agreement["rho"], 0.8)
+    rows = {row["label"]: row for row in display_rows(results)}
+    assert rows["SegNet"]["miou"] == "0.150 ± 0.071" and rows["SegNet"]["n"] == 2
+    assert rows["U-Net"]["paper_miou"] == 0.6325 and rows["U-Net"]["precision"] is None
+
+
+def test_plot_table_draws_a_bar_per_row_at_the_seed_mean():
+    from bgnet_lite.viz_results import plot_table
+
+    cells = {f"{label}/moderate/seed{seed}": {"label": label, "setting": "moderate",
+                                              "metrics": {"miou": value}}
+             for label, seed, value in (("U-Net", 0, 0.2), ("U-Net", 1, 0.4), ("BGNet", 0, 0.5))}
+    axis = plot_table({"table": "table2", "cells": cells}, "moderate")
+    widths = [patch.get_width() for patch in axis.patches]
+    assert [tick.get_text() for tick in axis.get_yticklabels()] == ["U-Net", "BGNet"]
+    assert math.isclose(widths[0], 0.3) and math.isclose(widths[1], 0.5)

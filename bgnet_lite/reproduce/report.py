@@ -64,6 +64,45 @@ def summarize(results: dict) -> list[dict]:
     return rows
 
 
+def plus_minus(mean: float, spread: float, digits: int = 3) -> str | None:
+    """"0.612 ± 0.034" (the std left out for one seed); None for a missing value."""
+    if mean is None or math.isnan(mean):
+        return None
+    return f"{mean:.{digits}f}" + ("" if math.isnan(spread) else f" ± {spread:.{digits}f}")
+
+
+def display_rows(results: dict) -> list[dict]:
+    """``summarize`` rows for a chapter's table (chapters 11-13): each column as "mean ± std"
+    text, and the paper's value of each column under ``paper_<column>``."""
+    spec = TABLES[results["table"]]
+    rows = []
+    for row in summarize(results):
+        shown = {"label": row["label"], "method": row["method"], "setting": row["setting"],
+                 "n": row["seeds"], "params_mb": row["params_mb"],
+                 "train_wall_time_s": row["train_wall_time_s"]}
+        for column in spec.columns:
+            shown[column] = plus_minus(row[column], row[f"{column}_std"])
+        shown |= {f"paper_{key}": value for key, value in row["paper"].items()}
+        rows.append(shown)
+    return rows
+
+
+def rank_agreement(results: dict, setting: str, metric: str = "miou") -> dict:
+    """Does our table order the paper's rows as the paper does?  Spearman's rank correlation
+    (scipy) between our mean and the paper's value of ``metric``, over the rows both have
+    (chapters 12-13)."""
+    from scipy.stats import spearmanr
+
+    pairs = [(row[metric], row["paper"][metric]) for row in summarize(results)
+             if row["setting"] == setting and metric in row["paper"]
+             and not math.isnan(row[metric])]
+    if len(pairs) < 3:
+        return {"rows": len(pairs), "rho": math.nan, "p_value": math.nan}
+    ours, paper = zip(*pairs, strict=True)
+    rho, p_value = spearmanr(ours, paper)
+    return {"rows": len(pairs), "rho": float(rho), "p_value": float(p_value)}
+
+
 def format_table(results: dict) -> str:
     """The table as text for the terminal: ours (mean ± std over seeds) and the paper's."""
     spec = TABLES[results["table"]]

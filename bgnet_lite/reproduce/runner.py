@@ -9,6 +9,7 @@ each result written at once to ``results/<table>/<profile>.json`` (chapters 11-1
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Iterator
@@ -189,10 +190,10 @@ def _observed_seconds_per_step(profile: str, root: Path | None = None) -> dict[s
 
 
 def dry_run(name: str, profile: str | None = None, seeds=None, only=None,
-            root: Path | None = None) -> list[dict]:
+            root: Path | None = None, measure: bool = True) -> list[dict]:
     """Every cell of a table with its status and estimated training seconds (chapter 11):
     from finished cells of the same method in this profile, else measured now (two training
-    steps on random data)."""
+    steps on random data; NaN with ``measure=False``)."""
     from bgnet_lite.reproduce.report import measured_seconds_per_step
 
     spec = TABLES[name]
@@ -204,7 +205,8 @@ def dry_run(name: str, profile: str | None = None, seeds=None, only=None,
     for cell in table_cells(spec, profile, seeds, only, root):
         method = cell.row.method
         if cell.key not in done and method not in observed:
-            observed[method] = measured_seconds_per_step(method, profile)
+            observed[method] = (measured_seconds_per_step(method, profile) if measure
+                                else math.nan)
         status = "done" if cell.key in done else "to run"
         plan.append({"cell": cell.key, "method": method, "status": status,
                      "estimate_s": 0.0 if status == "done" else observed[method] * steps})
