@@ -158,12 +158,13 @@ def test_compute_loss_applies_focal_alpha(tiny_data, alpha):
 
     from bgnet_lite.data.folder import PairDataset, collate_pairs
     from bgnet_lite.methods import create_model
+    from bgnet_lite.train.distributed import TrainingStep
     from bgnet_lite.train.loop import _training_losses
 
     torch.manual_seed(0)
     model = create_model("bgnet-s2", weights="none").eval()
     batch = collate_pairs([PairDataset(tiny_data, "train", size=64)[i] for i in range(2)])
-    total, focal, extra = _training_losses(model, batch, alpha)
+    total, focal, extra = _training_losses(TrainingStep(model), batch, alpha)
     logits = model(batch["template"], batch["sample"])
     reference = sigmoid_focal_loss(logits[:, 0], batch["mask"].float(),
                                    alpha=alpha or -1, gamma=2.0, reduction="mean")

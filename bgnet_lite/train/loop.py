@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import BatchSampler, DataLoader, RandomSampler
 from tqdm.auto import tqdm
 
 from bgnet_lite.data.folder import Augment, PairDataset, collate_pairs, require_valid_dataset
@@ -25,6 +25,7 @@ from bgnet_lite.methods.common import describe_initialisation
 from bgnet_lite.metrics import parameter_size_mb
 from bgnet_lite.paths import runs_root
 from bgnet_lite.provenance import provenance
+from bgnet_lite.train import distributed
 from bgnet_lite.train.config import TrainConfig
 from bgnet_lite.train.evaluate import evaluate, pick_device, to_device
 from bgnet_lite.train.runs import load_checkpoint, read_run_info, save_checkpoint, save_json
@@ -78,7 +79,8 @@ def make_scheduler(optimizer: torch.optim.Optimizer, schedule: str, steps: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
 
 
-def _loaders(config: TrainConfig, generator: torch.Generator):
+def _loaders(config: TrainConfig, generator: torch.Generator,
+             context: distributed.DistributedContext):
     augment = Augment() if config.augment else None
     train_set = PairDataset(config.data, "train", size=config.size, augment=augment,
                             seed=config.seed)
@@ -86,19 +88,25 @@ def _loaders(config: TrainConfig, generator: torch.Generator):
     if len(train_set) == 0 or len(val_set) == 0:
         raise DataError(f"{config.data}: needs pairs in both the train and val splits "
                         f"(found {len(train_set)} train, {len(val_set)} val)")
-    train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
-                              drop_last=len(train_set) >= config.batch_size,
-                              collate_fn=collate_pairs, generator=generator)
+    drop_last = len(train_set) >= config.batch_size
+    if context.active:  # the one-process loader's batches, each cut to this rank's share
+        batches = BatchSampler(RandomSampler(train_set, generator=generator),
+                               config.batch_size, drop_last)
+        train_loader = DataLoader(train_set, collate_fn=collate_pairs, generator=generator,
+                                  batch_sampler=distributed.RankSlices(
+                                      batches, context.rank, context.world_size))
+    else:
+        train_loader = DataLoader(train_set, batch_size=config.batch_size, shuffle=True,
+                                  drop_last=drop_last, collate_fn=collate_pairs,
+                                  generator=generator)
     val_loader = DataLoader(val_set, batch_size=config.batch_size, collate_fn=collate_pairs)
     return train_set, train_loader, val_loader
 
 
-def _training_losses(model, batch: dict, focal_alpha: float):
-    """Total loss, focal term and the model's extra terms (eq. 16 + e.g. matching)."""
-    if hasattr(model, "training_losses"):
-        logits, extra = model.training_losses(batch)
-    else:
-        logits, extra = model(batch["template"], batch["sample"]), {}
+def _training_losses(training_step, batch: dict, focal_alpha: float):
+    """Total loss, focal term and the model's extra terms (eq. 16 + e.g. matching);
+    ``training_step``: a ``distributed.TrainingStep`` (DDP-wrapped past one process)."""
+    logits, extra = training_step(batch)
     focal = focal_loss(logits, batch["mask"], alpha=focal_alpha or None)  # 0 = off
     total = focal
     for term in extra.values():
@@ -117,40 +125,65 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     # every file of every split opened and checked before anything is written (a bad test
     # file found after an hour of training helps nobody)
     require_valid_dataset(config.data, progress=progress)
+    context, device_name = distributed.start(config.device)
+    try:
+        return _train(config, progress and context.is_main, started, context, device_name)
+    finally:
+        distributed.stop(context)
+
+
+def _train(config: TrainConfig, progress: bool, started: float,
+           context: distributed.DistributedContext, device_name: str | None) -> dict:
+    if config.batch_size % context.world_size:
+        raise DataError(f"batch size {config.batch_size} (the global batch) does not split "
+                        f"over {context.world_size} processes; choose a multiple of "
+                        f"{context.world_size}")
     seed_everything(config.seed)
-    device = pick_device(config.device)
+    device = pick_device(device_name)
     generator = torch.Generator().manual_seed(config.seed)
-    train_set, train_loader, val_loader = _loaders(config, generator)
+    train_set, train_loader, val_loader = _loaders(config, generator, context)
     num_classes = train_set.num_classes
     model = create_model(config.method, num_classes, train_set.channels,
                          **config.options).to(device)
+    model, training_step, synced = distributed.wrap(model, context, device)
     parameters = [p for p in model.parameters() if p.requires_grad]
     run_dir = Path(config.out)
-    _claim_run_dir(config, run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    if context.is_main:
+        _claim_run_dir(config, run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+    distributed.barrier(context)
     run_info = {"train_config": asdict(config), "num_classes": num_classes,
                 "in_channels": train_set.channels, "class_names": list(train_set.class_names),
                 "model_config": _model_config(model), "params_mb": parameter_size_mb(model),
                 "pretrained": getattr(model, "pretrained", None),
                 "initialisation": describe_initialisation(getattr(model, "pretrained", None)),
                 "provenance": provenance(config.profile)}
-    save_json(run_dir / "run.json", run_info)
+    if context.active:
+        run_info["processes"] = {"world_size": context.world_size, "batchnorm": synced,
+                                 "backend": torch.distributed.get_backend()}
+    writer = context.is_main
+    if writer:
+        save_json(run_dir / "run.json", run_info)
     if parameters:
-        step, best_score, resumed_wall = _optimise(model, parameters, config, train_loader,
-                                                   val_loader, device, num_classes, run_dir,
-                                                   progress, started)
+        step, best_score, resumed_wall = _optimise(model, training_step, parameters, config,
+                                                   train_loader, val_loader, device,
+                                                   num_classes, run_dir, progress, started,
+                                                   writer)
     else:
         history, resumed_wall = {"train": [], "val": []}, 0.0
         if hasattr(model, "calibrate"):  # e.g. the classical baseline's threshold
             run_info["calibration"] = model.calibrate(val_loader, device)
         step, best_score = 0, _validate(model, val_loader, device, num_classes, 0, -1.0,
-                                        history, run_dir)
-        save_json(run_dir / "history.json", history)
+                                        history, run_dir, writer)
+        if writer:
+            save_json(run_dir / "history.json", history)
     # an interrupted run's earlier training time counts too (kept in its last checkpoint)
     run_info["wall_time_s"] = resumed_wall + time.time() - started
     run_info["best_val_miou"] = best_score
     run_info["steps"] = step
-    save_json(run_dir / "run.json", run_info)
+    if writer:
+        save_json(run_dir / "run.json", run_info)
+    distributed.barrier(context)
     return {"run": str(run_dir), "steps": step, "best_val_miou": best_score,
             "wall_time_s": round(run_info["wall_time_s"], 1)}
 
@@ -196,11 +229,12 @@ def _setting(name: str, value):
     return str(Path(value).resolve()) if name == "data" and value else value
 
 
-def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, device,
-              num_classes: int, run_dir: Path, progress: bool,
-              started: float) -> tuple[int, float, float]:
+def _optimise(model, training_step, parameters, config: TrainConfig, train_loader,
+              val_loader, device, num_classes: int, run_dir: Path, progress: bool,
+              started: float, writer: bool = True) -> tuple[int, float, float]:
     """Adam steps with validation every ``eval_every``; returns (steps, best val mIoU, the
-    wall time of the interrupted run this one resumed)."""
+    wall time of the interrupted run this one resumed).  ``writer``: this process writes
+    the history and checkpoints (rank 0 of a distributed run)."""
     optimizer = torch.optim.Adam(parameters, lr=config.lr)
     scheduler = make_scheduler(optimizer, config.lr_schedule, config.steps)
     use_amp = device.type == "cuda"
@@ -243,20 +277,22 @@ def _optimise(model, parameters, config: TrainConfig, train_loader, val_loader, 
         batches_done += 1
         batch = to_device(batch, device)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            loss, focal, extra = _training_losses(model, batch, config.focal_alpha)
+            loss, focal, extra = _training_losses(training_step, batch, config.focal_alpha)
         optimizer.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
         step += 1
-        history["train"].append({"step": step, "loss": loss.item(), "focal": focal.item(),
-                                 **{name: term.item() for name, term in extra.items()}})
+        logged = distributed.mean_over_ranks({"loss": loss, "focal": focal, **extra})
+        history["train"].append({"step": step, **logged})
         bar.update(1)
-        bar.set_postfix(loss=f"{loss.item():.4f}")
+        bar.set_postfix(loss=f"{logged['loss']:.4f}")
         if step % config.eval_every == 0 or step == config.steps:
             best_score = _validate(model, val_loader, device, num_classes, step, best_score,
-                                   history, run_dir)
+                                   history, run_dir, writer)
+            if not writer:
+                continue
             # the log first: a kill between the two leaves lines past the checkpoint, which a
             # resume drops, never a checkpoint past the log
             save_json(run_dir / "history.json", history)
@@ -277,15 +313,17 @@ def _model_config(model) -> dict | None:
 
 
 def _validate(model, val_loader, device, num_classes, step, best_score, history,
-              run_dir: Path) -> float:
-    """Validation metrics into the history; ``best.pt`` when the mIoU improved."""
+              run_dir: Path, writer: bool = True) -> float:
+    """Validation metrics into the history; ``best.pt`` when the mIoU improved (written by
+    the ``writer`` process only; every process keeps the same best score)."""
     metrics = evaluate(model, val_loader, device, num_classes)
     metrics["step"] = step
     history["val"].append(metrics)
     if metrics["miou"] > best_score:
         best_score = metrics["miou"]
-        save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "step": step,
-                                              "val_miou": best_score})
+        if writer:
+            save_checkpoint(run_dir / "best.pt", {"model": model.state_dict(), "step": step,
+                                                  "val_miou": best_score})
     return best_score
 
 
