@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from bgnet_lite.data.io import SPLITS, DataError, load_flow, read_image
+from bgnet_lite.data.io import DATASET_MARKER, SPLITS, DataError, load_flow, read_image
 from bgnet_lite.data.synth import (
     DEFECT_TYPES,
     PAPER_DEFECT_COUNTS,
@@ -369,10 +369,11 @@ REFERENCE_SETS = {
 
 
 def dataset_digest(root):
-    """sha256 over every file (sorted relative path, then content).  PNGs count by their
-    decoded pixels, so a different zlib build that packs the same image differently passes."""
+    """sha256 over every file (sorted relative path, then content) but the writer's marker.
+    PNGs count by their decoded pixels, so a different zlib build that packs the same image
+    differently passes."""
     digest = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != DATASET_MARKER):
         digest.update(str(path.relative_to(root)).encode() + b"\0")
         if path.suffix == ".png":
             with Image.open(path) as image:
@@ -399,9 +400,16 @@ def test_overwrite_replaces_a_dataset_but_never_another_folder(tmp_path):
     unrelated = tmp_path / "photos"
     unrelated.mkdir()
     (unrelated / "holiday.jpg").write_bytes(b"not ours")
-    with pytest.raises(DataError, match="not a dataset folder"):
+    with pytest.raises(DataError, match="not a dataset folder bgnet-lite wrote"):
         write_synth_dataset(unrelated, config, overwrite=True, progress=False)
     assert (unrelated / "holiday.jpg").read_bytes() == b"not ours"
+    # a reader's own dataset (pairs.csv, no marker) is not replaced either
+    own = tmp_path / "my_pairs"
+    (own / "template").mkdir(parents=True)
+    (own / "pairs.csv").write_text("template,sample,mask\n")
+    with pytest.raises(DataError, match="no .bgnet-lite-dataset marker"):
+        write_synth_dataset(own, config, overwrite=True, progress=False)
+    assert (own / "pairs.csv").is_file() and (own / "template").is_dir()
     assert not list(tmp_path.glob(".photos.*.part"))  # nothing half-written left behind
     a_file = tmp_path / "file.txt"
     a_file.write_text("x")

@@ -154,6 +154,10 @@ def load_flow(path: str | os.PathLike, image_hw: tuple[int, int]) -> tuple[np.nd
     return flow.astype(np.float32), stride
 
 
+# written into every dataset folder DatasetWriter builds: what --overwrite may replace
+DATASET_MARKER = ".bgnet-lite-dataset"
+
+
 class DatasetWriter:
     """Build a dataset folder atomically (chapter 1): everything goes to a temporary sibling
     folder that is renamed to ``out_dir`` by :meth:`close`; on error it is removed.
@@ -176,11 +180,13 @@ class DatasetWriter:
                     f"{self.out_dir}: exists and is not empty; choose a new folder or pass "
                     "--overwrite"
                 )
-            if not (self.out_dir / "pairs.csv").is_file():
-                # --overwrite replaces a dataset, never a folder of something else
+            if not (self.out_dir / DATASET_MARKER).is_file():
+                # --overwrite replaces a dataset this tool wrote, never a folder of something
+                # else (a reader's own dataset included)
                 raise DataError(
-                    f"{self.out_dir}: not a dataset folder (no pairs.csv), so --overwrite will "
-                    "not delete it; choose another folder or empty this one yourself"
+                    f"{self.out_dir}: not a dataset folder bgnet-lite wrote (no {DATASET_MARKER}"
+                    " marker), so --overwrite will not delete it; choose another folder or "
+                    "empty this one yourself"
                 )
         self.out_dir.parent.mkdir(parents=True, exist_ok=True)
         self.tmp_dir = Path(
@@ -219,6 +225,9 @@ class DatasetWriter:
             writer = csv.DictWriter(handle, fieldnames=self.columns, restval="")
             writer.writeheader()
             writer.writerows(self.rows)
+        (self.tmp_dir / DATASET_MARKER).write_text(
+            '{"written_by": "bgnet-lite", "note": "data synth / data deeppcb --overwrite may '
+            'replace this folder"}\n')
         if self.out_dir.exists():
             shutil.rmtree(self.out_dir)
         os.replace(self.tmp_dir, self.out_dir)
