@@ -21,7 +21,6 @@ class Profile:
     eval_every: int  # validation period in steps
     val_pairs: int  # cap on validation pairs per evaluation (0 = all)
     lr: float
-    lab_steps: int  # training steps of each stack-depth model of the interactive lab
     # alpha of an alpha-balanced focal loss (defect pixels weigh alpha, background 1 - alpha);
     # 0 = the paper's unweighted focal loss. See results/investigation-cpu.json for why the
     # laptop profiles weight defects.
@@ -33,14 +32,14 @@ class Profile:
 
 PROFILES = {
     "quick": Profile("quick", image_size=64, pairs=48, steps=8, batch_size=4, eval_every=8,
-                     val_pairs=8, lr=1e-3, lab_steps=2, focal_alpha=0.9),
+                     val_pairs=8, lr=1e-3, focal_alpha=0.9),
     # sized for 5-7 minutes per run on an idle 2-core machine: far from converged (see
     # results/ablation-cpu.json and results/investigation-cpu.json); `full` is the profile
     # that reproduces the paper's setting
     "cpu": Profile("cpu", image_size=128, pairs=918, steps=300, batch_size=4, eval_every=100,
-                   val_pairs=16, lr=1e-3, lab_steps=50, focal_alpha=0.9),
+                   val_pairs=16, lr=1e-3, focal_alpha=0.9),
     "full": Profile("full", image_size=256, pairs=918, steps=20000, batch_size=8,
-                    eval_every=1000, val_pairs=0, lr=1e-4, lab_steps=2000, focal_alpha=0.0),
+                    eval_every=1000, val_pairs=0, lr=1e-4, focal_alpha=0.0),
 }
 
 

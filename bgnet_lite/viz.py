@@ -105,6 +105,6 @@ def show_pairs(dataset, indices=(0, 1, 2), *, titles: bool = True, cell: float =
             axis.set_xticks([])
             axis.set_yticks([])
             if titles:
-                axis.set_title(title, fontsize=8)
+                axis.set_title(title, fontsize=9)
     figure.tight_layout()
     return figure

@@ -13,7 +13,7 @@ from bgnet_lite.methods.bgnet.config import BGNetConfig
 
 COLOURS = {"input": "#dbe9f6", "backbone": "#fde2c4", "attention": "#e6d7f2",
            "matching": "#d3efd6", "subtract": "#f7f3c6", "decoder": "#f6d3d3"}
-FONT = 9.5  # points: readable at the book's page width
+FONT = 10  # points: the smallest text is FONT - 1 = 9, readable at the book's page width
 
 
 def _box(axis, x, y, width, height, text, colour, size=FONT):
@@ -39,7 +39,7 @@ def _scale_step(config: BGNetConfig, stride: int) -> tuple[str, str]:
         parts.append(f"PE (eq. 9-10) + self/cross\nattention × {depth} (eq. 5-6, 11-12)")
         colour = "attention"
     if config.matching and at_attention_scale:
-        parts.append(f"Match (eq. 7): MNN, θ = {config.theta:g} (eq. 13-15)\n"
+        parts.append(f"MNN match, θ = {config.theta:g} (eq. 7, 13-15)\n"
                      "matched subtraction (eq. 8)")
         colour = "matching"
     else:
@@ -52,7 +52,7 @@ def draw_bgnet(config: BGNetConfig | None = None, axis=None):
     (preface, chapter 6).  Returns the figure."""
     config = config or BGNetConfig()
     if axis is None:
-        _, axis = plt.subplots(figsize=(11, 5.6))
+        _, axis = plt.subplots(figsize=(10, 5.6))
     axis.set_xlim(0, 11.05)
     axis.set_ylim(-0.2, 6.0)
     axis.axis("off")
@@ -77,7 +77,7 @@ def draw_bgnet(config: BGNetConfig | None = None, axis=None):
         _arrow(axis, (3.1, y), (3.95, y))
         # 3. per-scale comparison of template and sample features
         text, colour = _scale_step(config, stride)
-        _box(axis, 5.55, y, 3.1, 0.95, text, COLOURS[colour], size=FONT - 0.5)
+        _box(axis, 5.55, y, 3.1, 0.95, text, COLOURS[colour], size=FONT - 1)
         _arrow(axis, (7.1, y), (7.75, y))
     # 4. fusion decoder, deep to shallow
     widths = config.decoder_channels or BACKBONE_CHANNELS[-2::-1]

@@ -301,3 +301,15 @@ def test_s5_learns_synthetic_defects_deterministically():
     assert prob[mask == 1].mean() > prob[mask == 0].mean() + 0.3
     _, _, repeated = train_losses(3)
     assert repeated == losses[:3]  # same seed, same data -> identical losses
+
+
+def test_describe_variant_names_runs_by_what_they_are():
+    from bgnet_lite.methods.bgnet import describe_variant
+
+    local = {"match_loss": 0.1, "align_fine_scales": True, "local_match_px": 6.0}
+    assert describe_variant("S5", local) == (
+        "S5 + matching loss 0.1 + aligned fine scales + local matching 6 px")
+    assert describe_variant("S2", {"steps": 1800, "lr": 1e-3, "lr_schedule": "cosine"}, 1.0,
+                            defaults={"steps": 150, "lr": 1e-3}) == (
+        "variation 1: S2 (1800 steps, cosine decay)")
+    assert describe_variant("S2", {"focal_alpha": 0.0}) == "S2 (the paper's loss (no α))"

@@ -81,11 +81,10 @@ def current_moderate(profile: str, root: Path | None = None) -> float | None:
 
 
 def table_cells(spec: TableSpec, profile: str, seeds=None, only=None,
-                root: Path | None = None) -> list[Cell]:
+                root: Path | None = None, moderate: float | None = None) -> list[Cell]:
     """Every cell of a table, rows in the paper's order (chapter 11).  ``only``: labels or
-    method names to keep."""
-    moderate = None
-    if any("moderate" in name for name in spec.settings):
+    method names to keep; ``moderate``: the moderate variation, else the profile's rule."""
+    if moderate is None and any("moderate" in name for name in spec.settings):
         moderate = current_moderate(profile, root)
     settings = [resolve_setting(name, moderate) for name in spec.settings]
     rows = [row for row in spec.rows if not only or row.label in only or row.method in only]
@@ -117,8 +116,10 @@ def _relative(path: Path) -> str:
     return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
 
 
-def run_cell(cell: Cell, profile: str, steps: int, progress: bool = True) -> dict:
-    """Train (or resume, or reuse) and evaluate one cell on its test split (chapter 11)."""
+def cell_run(cell: Cell, profile: str, steps: int,
+             progress: bool = True) -> tuple[Path, Path]:
+    """The trained run of a cell and its data: reused when finished, resumed when
+    interrupted, trained otherwise (chapters 8, 11)."""
     data = cell_data(cell.setting, profile, cell.seed)
     # steps named only where they differ from the profile's: the run's recorded configuration
     # then matches runs trained before tables had their own budgets (resumed, not redone)
@@ -126,6 +127,27 @@ def run_cell(cell: Cell, profile: str, steps: int, progress: bool = True) -> dic
                                       else {"steps": steps})
     run = ensure_run(data, cell.row.method, options=cell.row.options, profile=profile,
                      name=cell.run_name, progress=progress, **settings)
+    return run, data
+
+
+def table_run(table: str, label: str, setting: str, seed: int = 0,
+              profile: str | None = None, progress: bool = True,
+              moderate: float | None = None) -> tuple[Path, Path]:
+    """A table's run by row label and setting name, e.g. ``table_run("table1", "S5",
+    "moderate")`` (chapter 8 reuses it); ``moderate``: the variation to use, else the
+    profile's rule (which must be fixed already)."""
+    spec = TABLES[table]
+    profile = get_profile(profile).name
+    cells = [cell for cell in table_cells(spec, profile, [seed], moderate=moderate)
+             if cell.row.label == label and cell.setting.name == setting]
+    if not cells:
+        raise ValueError(f"{table} has no row {label!r} at setting {setting!r}")
+    return cell_run(cells[0], profile, spec.steps_for(profile), progress)
+
+
+def run_cell(cell: Cell, profile: str, steps: int, progress: bool = True) -> dict:
+    """Train (or resume, or reuse) and evaluate one cell on its test split (chapter 11)."""
+    run, data = cell_run(cell, profile, steps, progress)
     metrics = evaluate_run(run, data, split="test", per_type=True)
     info = read_run_info(run)
     keep = {key: value for key, value in metrics.items()

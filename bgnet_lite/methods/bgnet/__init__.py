@@ -29,6 +29,41 @@ def method_name(variant: str) -> str:
     return f"bgnet-{variant.lower()}"
 
 
+def describe_variant(variant: str, settings: dict | None = None,
+                     variation: float | None = None, defaults: dict | None = None) -> str:
+    """A run's name by what it is (chapters 7-8): ``("S5", {"match_loss": 0.1,
+    "align_fine_scales": True, "local_match_px": 6.0})`` -> "S5 + matching loss 0.1 + aligned
+    fine scales + local matching 6 px".  ``settings``: model options and training settings
+    (a setting equal to its value in ``defaults`` is not named); ``variation``: the data's,
+    shown first when given."""
+    settings = dict(settings or {})
+    defaults = defaults or {}
+    parts = [variant]
+    if settings.get("match_loss"):
+        weight = settings["match_loss"]
+        parts.append("matching loss" + ("" if weight == 1 else f" {weight:g}"))
+    if settings.get("align_fine_scales"):
+        parts.append("aligned fine scales")
+    if settings.get("local_match_px"):
+        parts.append(f"local matching {settings['local_match_px']:g} px")
+    if settings.get("soft_match"):
+        parts.append("soft matched subtraction")
+    details = []
+    for key, label in (("depth", "depth {}"), ("depth_8", "depth {}"), ("theta", "θ {}"),
+                       ("temperature", "temperature {}"), ("lr", "lr {}"),
+                       ("steps", "{} steps")):
+        if key in settings and settings[key] != defaults.get(key):
+            details.append(label.format(f"{settings[key]:g}"))
+    if "attention_dim" in settings and settings["attention_dim"] is None:
+        details.append("the earlier LoFTR widths")
+    if settings.get("focal_alpha") == 0:
+        details.append("the paper's loss (no α)")
+    if settings.get("lr_schedule") == "cosine":
+        details.append("cosine decay")
+    text = " + ".join(parts) + (f" ({', '.join(details)})" if details else "")
+    return text if variation is None else f"variation {variation:g}: {text}"
+
+
 for _variant in VARIANTS:
     register_method(
         method_name(_variant), family="Ours", citation=f"{CITATION}, Table 1",
