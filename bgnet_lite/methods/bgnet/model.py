@@ -48,8 +48,20 @@ def unflatten_cells(cells: torch.Tensor, height: int, width: int) -> torch.Tenso
     return cells.transpose(1, 2).reshape(cells.shape[0], cells.shape[2], height, width)
 
 
+class Tap(nn.Identity):
+    """A named point of the forward pass that hooks (Grad-CAM, chapter 14) can attach to:
+    each tap is called once per forward, unlike the shared backbone, which sees template and
+    sample in one call.  No parameters, so checkpoints are unchanged."""
+
+
+TAP_KINDS = ("template", "sample", "difference")
+
+
 class BGNet(nn.Module):
-    """Background-generalised template-sample segmentation network (chapter 6)."""
+    """Background-generalised template-sample segmentation network (chapter 6).
+
+    ``taps["template_8"]``, ``taps["sample_8"]``, ``taps["difference_8"]`` (and at every
+    stride): the features the decoder's subtraction uses and the difference it fuses."""
 
     def __init__(self, config: BGNetConfig | None = None):
         super().__init__()
@@ -72,6 +84,8 @@ class BGNet(nn.Module):
                 )
         self.decoder = FusionDecoder(BACKBONE_CHANNELS, config.num_classes,
                                      config.decoder_channels)
+        self.taps = nn.ModuleDict({f"{kind}_{stride}": Tap() for kind in TAP_KINDS
+                                   for stride in BACKBONE_STRIDES})
 
     @property
     def pretrained(self) -> bool:
@@ -169,7 +183,8 @@ class BGNet(nn.Module):
             stacked = torch.cat(
                 [template.expand(-1, 3, -1, -1), sample.expand(-1, 3, -1, -1)], dim=1
             )  # [N, 6, H, W]
-            diff_feats = self.backbone(stacked)
+            diff_feats = [self.taps[f"difference_{stride}"](level) for stride, level
+                          in zip(BACKBONE_STRIDES, self.backbone(stacked), strict=True)]
             return {"logits": self.decoder(diff_feats, output_size), "diff_feats": diff_feats}
 
         # 1. Siamese backbone: 5 maps each, 1/2 .. 1/32.
@@ -182,6 +197,10 @@ class BGNet(nn.Module):
                 template_feats[level], sample_feats[level] = self.dense_features(
                     stride, template_feats[level], sample_feats[level]
                 )
+
+        for level, stride in enumerate(BACKBONE_STRIDES):  # identities, for Grad-CAM
+            template_feats[level] = self.taps[f"template_{stride}"](template_feats[level])
+            sample_feats[level] = self.taps[f"sample_{stride}"](sample_feats[level])
 
         # 3. Matching (eq. 13-15) on the dense (S5) or raw backbone (S4) features.
         matches: dict[int, MatchResult] = {}
@@ -199,6 +218,8 @@ class BGNet(nn.Module):
         alignment = self._fine_alignment(matches, template_feats, output_size)
         diff_feats = self._subtract(template_feats, sample_feats, matches, match_prob, alignment,
                                     output_size)
+        diff_feats = [self.taps[f"difference_{stride}"](diff)
+                      for stride, diff in zip(BACKBONE_STRIDES, diff_feats, strict=True)]
 
         # 5. U-Net-like fusion of the five difference maps -> per-pixel logits.
         output = {
