@@ -26,12 +26,13 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CONTROLS = ("slider", "toggle")
 
 
-def frame_png(frame: Any, max_width: int = 480, colors: int | None = 64) -> bytes:
+def frame_png(frame: Any, max_width: int = 1000, colors: int | None = 64) -> bytes:
     """One frame as small PNG bytes (chapter 8).
 
     ``frame`` is a ``PIL.Image``, a uint8 array ``[H, W]`` / ``[H, W, 3]`` / ``[H, W, 4]`` (or a
     float array in ``[0, 1]``), or a matplotlib ``Figure`` (rendered at its own dpi).  Wider
-    frames are downscaled to ``max_width`` pixels; ``colors`` quantises to a palette of that
+    frames are downscaled to ``max_width`` pixels (1000: the book's page width, so text drawn at
+    9 pt or more stays readable); ``colors`` quantises to a palette of that
     many colours (``None`` keeps full RGB).  Transparency is flattened onto white.
     """
     image = _as_pil(frame)
@@ -113,7 +114,7 @@ def _control(kind: str, labels: list[str], values: Sequence[Any],
 
 def frames_widget(frames: Sequence[Any], values: Sequence[Any], description: str = "θ", *,
                   control: str = "slider", labels: Sequence[str] | None = None,
-                  max_width: int = 480, colors: int | None = 64) -> ipywidgets.VBox:
+                  max_width: int = 1000, colors: int | None = 64) -> ipywidgets.VBox:
     """A control over precomputed frames that works without a kernel (chapter 8).
 
     ``frames[i]`` is what to show for ``values[i]`` (PIL image, array, matplotlib Figure, or an
@@ -140,7 +141,7 @@ def frames_widget(frames: Sequence[Any], values: Sequence[Any], description: str
 def grid_widget(frames: Sequence[Sequence[Any]], row_values: Sequence[Any],
                 col_values: Sequence[Any], row_description: str = "depth",
                 col_description: str = "θ", *, row_labels: Sequence[str] | None = None,
-                col_labels: Sequence[str] | None = None, max_width: int = 480,
+                col_labels: Sequence[str] | None = None, max_width: int = 1000,
                 colors: int | None = 64) -> ipywidgets.VBox:
     """Two kernel-free controls over a grid of frames, ``frames[row][col]`` (chapter 8).
 
@@ -175,7 +176,7 @@ def grid_widget(frames: Sequence[Sequence[Any]], row_values: Sequence[Any],
 
 def live_widget(render: Callable[[Any], Any], values: Sequence[Any], description: str = "θ",
                 *, control: str = "slider", labels: Sequence[str] | None = None,
-                max_width: int = 480, colors: int | None = None) -> ipywidgets.VBox:
+                max_width: int = 1000, colors: int | None = None) -> ipywidgets.VBox:
     """A control whose frames ``render(value)`` draws on demand; needs a kernel (chapter 8).
 
     For JupyterLab, where any value can be explored without precomputing the grid.  In the
