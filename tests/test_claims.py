@@ -19,6 +19,9 @@ def test_compare_by_hand():
     assert compare([0.5, 0.7], [0.45, 0.65]) == "within seed noise"
     assert compare([0.5], [0.4]) == "holds (1 seed)"
     assert compare([0.4], [0.5, 0.6]) == "reversed (1 seed)"
+    assert compare([0.51], [0.50]) == "within seed noise (1 seed)"  # 0.01 <= 0.02
+    assert compare([0.51], [0.50], single_mark="") == "holds"  # the paper's numbers: the sign
+    assert compare([0.55], [0.50], margin=0.06) == "within seed noise (1 seed)"
     assert compare([0.50, 0.52], [0.51, 0.53], kind="similar") == "holds"  # 0.01 apart
     # 0.3 apart, se = sqrt(0.0002/2 * 2) = 0.0141: far beyond 0.02 + 2 se
     assert compare([0.80, 0.82], [0.50, 0.52], kind="similar") == "reversed"
@@ -46,6 +49,18 @@ def test_paper_numbers_support_every_claim_but_one():
 def _cell(label, setting, seed, value):
     return {"label": label, "setting": setting, "seed": seed,
             "metrics": {"defect_iou": value}}
+
+
+def test_seed_spread_is_the_median_cell_spread():
+    from bgnet_lite.reproduce.claims import seed_spread
+
+    cells = [_cell("S2", "v0", 0, 0.40), _cell("S2", "v0", 1, 0.30),  # 0.10
+             _cell("S2", "v1", 0, 0.50), _cell("S2", "v1", 1, 0.48),  # 0.02
+             _cell("S2", "v1", 2, 0.49), _cell("U-Net", "v0", 0, 0.9),  # one seed: left out
+             _cell("S5", "v0", 0, 0.2), _cell("S5", "v0", 1, 0.25)]  # 0.05
+    results = {"cells": {f"{c['label']}/{c['setting']}/seed{c['seed']}": c for c in cells}}
+    assert math.isclose(seed_spread(results, "defect_iou"), 0.05)
+    assert math.isnan(seed_spread({"cells": {}}, "defect_iou"))
 
 
 def test_curve_points_and_plot():

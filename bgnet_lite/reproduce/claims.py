@@ -8,7 +8,10 @@ the per-seed values of the two rows:
 - two or more seeds on both sides: the difference of the means against its standard error
   ``se = sqrt(sd_a**2 / n_a + sd_b**2 / n_b)``: "holds" beyond ``2 se`` in the claimed direction,
   "reversed" beyond ``2 se`` the other way, otherwise "within seed noise";
-- one seed (or the paper's single number): the sign alone, marked "(1 seed)" for ours.
+- one seed: the sign, marked "(1 seed)", once the difference exceeds a margin: the median
+  difference between two seeds of one cell (``seed_spread`` of chapter 11's curve; else
+  ``SIMILAR_TOLERANCE``); a smaller one is "within seed noise (1 seed)";
+- the paper's single numbers: the sign alone (what the paper's text reads from them).
 
 A claim with several comparisons gets the weakest of their verdicts, and names that comparison.
 """
@@ -24,7 +27,8 @@ from bgnet_lite.reproduce.report import paper_values
 SIMILAR_TOLERANCE = 0.02  # "similar" mIoU or F2: at most 2 points apart
 NOISE_FACTOR = 2.0  # standard errors a difference must exceed to count
 # weakest first: a claim's verdict is the first of these any of its comparisons gets
-VERDICT_ORDER = ("reversed", "reversed (1 seed)", "within seed noise", "holds (1 seed)", "holds")
+VERDICT_ORDER = ("reversed", "reversed (1 seed)", "within seed noise",
+                 "within seed noise (1 seed)", "holds (1 seed)", "holds")
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,16 @@ CLAIMS = (
 
 
 def compare(better: list[float], worse: list[float], kind: str = "higher",
-            single_mark: str = " (1 seed)") -> str:
-    """The verdict of one comparison from per-seed values (the rules in the module doc)."""
+            single_mark: str = " (1 seed)", margin: float = SIMILAR_TOLERANCE) -> str:
+    """The verdict of one comparison from per-seed values (the rules in the module doc);
+    ``single_mark=""``: the paper's numbers (the sign alone); ``margin``: the one-seed
+    margin."""
     difference = statistics.fmean(better) - statistics.fmean(worse)
     if len(better) < 2 or len(worse) < 2:
         if kind == "similar":
             return ("holds" if abs(difference) <= SIMILAR_TOLERANCE else "reversed") + single_mark
+        if single_mark and abs(difference) <= margin:
+            return "within seed noise" + single_mark
         return ("holds" if difference > 0 else "reversed") + single_mark
     error = math.sqrt(statistics.variance(better) / len(better)
                       + statistics.variance(worse) / len(worse))
@@ -103,12 +111,12 @@ def compare(better: list[float], worse: list[float], kind: str = "higher",
 
 
 def _weakest(verdicts: list[tuple[str, float, str]]) -> tuple[str, float, str]:
-    """The comparison with the weakest verdict; among equal verdicts the smallest margin."""
+    """The comparison with the weakest verdict; among equal verdicts the smallest lead."""
     return min(verdicts, key=lambda item: (VERDICT_ORDER.index(item[0]), item[1]))
 
 
 def check_claim(claim: Claim, values: dict[str, list[float]],
-                single_mark: str = " (1 seed)") -> dict:
+                single_mark: str = " (1 seed)", margin: float = SIMILAR_TOLERANCE) -> dict:
     """A claim against per-row value lists (``{label: [per-seed values]}``): its verdict, the
     weakest comparison, or "not run" while a row has no value."""
     missing = [row for row in claim.better + claim.worse if not values.get(row)]
@@ -117,11 +125,11 @@ def check_claim(claim: Claim, values: dict[str, list[float]],
     verdicts = []
     for better in claim.better:
         for worse in claim.worse:
-            verdict = compare(values[better], values[worse], claim.kind, single_mark)
+            verdict = compare(values[better], values[worse], claim.kind, single_mark, margin)
             relation = "≈" if claim.kind == "similar" else ">"
             mean_b, mean_w = statistics.fmean(values[better]), statistics.fmean(values[worse])
-            margin = -abs(mean_b - mean_w) if claim.kind == "similar" else mean_b - mean_w
-            verdicts.append((verdict, margin,
+            lead = -abs(mean_b - mean_w) if claim.kind == "similar" else mean_b - mean_w
+            verdicts.append((verdict, lead,
                              f"{better} {mean_b:.3f} {relation} {worse} {mean_w:.3f}"))
     verdict, _, weakest = _weakest(verdicts)
     return {"verdict": verdict, "weakest": weakest}
@@ -138,15 +146,31 @@ def seed_values(results: dict, setting: str, metric: str) -> dict[str, list[floa
     return values
 
 
-def verdicts(results: dict, setting: str) -> list[dict]:
+def seed_spread(results: dict, metric: str) -> float:
+    """The median difference between the highest and lowest seed of a cell (same row and
+    setting), over the cells with two seeds or more; NaN without any (chapter 11)."""
+    by_cell: dict[tuple[str, str], list[float]] = {}
+    for cell in results["cells"].values():
+        value = cell["metrics"].get(metric)
+        if value is not None and not math.isnan(value):
+            by_cell.setdefault((cell["label"], cell["setting"]), []).append(value)
+    spreads = [max(v) - min(v) for v in by_cell.values() if len(v) > 1]
+    return statistics.median(spreads) if spreads else math.nan
+
+
+def verdicts(results: dict, setting: str, margins: dict[str, float] | None = None) -> list[dict]:
     """Every claim of the results' table, at one data setting: ours and the paper's own
-    numbers' verdicts side by side (chapters 11-13)."""
+    numbers' verdicts side by side (chapters 11-13).  ``margins``: the one-seed margin per
+    metric (``seed_spread`` of the curve), else ``SIMILAR_TOLERANCE``."""
     table = results["table"]
     rows = []
     for claim in CLAIMS:
         if claim.table != table:
             continue
-        ours = check_claim(claim, seed_values(results, setting, claim.metric))
+        margin = (margins or {}).get(claim.metric, SIMILAR_TOLERANCE)
+        if math.isnan(margin):
+            margin = SIMILAR_TOLERANCE
+        ours = check_claim(claim, seed_values(results, setting, claim.metric), margin=margin)
         paper = {label: [paper_values(table, label)[claim.metric]]
                  for label in claim.better + claim.worse
                  if claim.metric in paper_values(table, label)}
