@@ -53,3 +53,14 @@ def show_table(rows: Sequence[Mapping], columns: Mapping[str, str],
     from IPython.display import HTML, display
 
     display(HTML(table_html(rows, columns, formats, caption)))
+
+
+PAGE_CHARACTERS = 76  # the widest text output line that fits the book's page
+
+
+def say(*parts, width: int = PAGE_CHARACTERS) -> None:
+    """``print(*parts)`` wrapped to the page, so that no output line needs scrolling
+    (chapters 11-14)."""
+    import textwrap
+
+    print(textwrap.fill(" ".join(str(part) for part in parts), width))

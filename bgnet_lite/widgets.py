@@ -26,6 +26,10 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CONTROLS = ("slider", "toggle")
 
 
+# frames scale down to the page's width instead of making it scroll
+_FIT_PAGE = {"max_width": "100%", "height": "auto"}
+
+
 def frame_png(frame: Any, max_width: int = 1000, colors: int | None = 64) -> bytes:
     """One frame as small PNG bytes (chapter 8).
 
@@ -86,7 +90,8 @@ def _image_widget(frame: Any, index: int, max_width: int, colors: int | None) ->
     """An Image widget for a frame; an existing Image widget is reused (shares its bytes)."""
     if isinstance(frame, ipywidgets.Image):
         return frame
-    image = ipywidgets.Image(value=frame_png(frame, max_width, colors), format="png")
+    image = ipywidgets.Image(value=frame_png(frame, max_width, colors), format="png",
+                             layout=_FIT_PAGE)
     image.add_class(f"bgnet-frame-{index}")  # lets the browser test tell frames apart
     return image
 
@@ -186,7 +191,8 @@ def live_widget(render: Callable[[Any], Any], values: Sequence[Any], description
     if len(values) == 0:
         raise ValueError("need at least one value")
     selector = _control(control, _labels(values, labels), values, description)
-    image = ipywidgets.Image(value=frame_png(render(values[0]), max_width, colors), format="png")
+    image = ipywidgets.Image(value=frame_png(render(values[0]), max_width, colors), format="png",
+                             layout=_FIT_PAGE)
 
     def redraw(change: dict) -> None:
         image.value = frame_png(render(values[change["new"]]), max_width, colors)
