@@ -75,9 +75,8 @@ def mean_over_ranks(values: dict[str, torch.Tensor]) -> dict[str, float]:
     mean), for the log; in one process, just their values."""
     if not (dist.is_initialized() and dist.get_world_size() > 1):
         return {name: value.item() for name, value in values.items()}
-    stacked = torch.stack([value.detach().float().cpu() for value in values.values()])
-    if dist.get_backend() == "nccl":
-        stacked = stacked.cuda()
+    # on the training device: CPU tensors for gloo, the rank's GPU for NCCL
+    stacked = torch.stack([value.detach().float() for value in values.values()])
     dist.all_reduce(stacked)
     return dict(zip(values, (stacked / dist.get_world_size()).tolist(), strict=True))
 
