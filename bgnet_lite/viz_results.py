@@ -85,15 +85,12 @@ def plot_table(results: dict, setting: str, metric: str = "miou", axis=None,
                xlabel: str | None = None, paper: bool = True):
     """One column of a reproduced table as horizontal bars (chapters 12-13): our mean over seeds
     per row, each seed as a dot, and the paper's value (on its own data) as a black tick."""
+    from bgnet_lite.reproduce.claims import seed_values
     from bgnet_lite.reproduce.report import paper_values
 
     table = results["table"]
     order = [row.label for row in TABLES[table].rows]
-    values: dict[str, list[float]] = {}
-    for cell in results["cells"].values():
-        value = cell["metrics"].get(metric)
-        if cell["setting"] == setting and value is not None and not math.isnan(value):
-            values.setdefault(cell["label"], []).append(value)
+    values = seed_values(results, setting, metric)  # {label: [per-seed values]}
     labels = [label for label in order if label in values]
     if axis is None:
         _, axis = plt.subplots(figsize=(7.5, 0.36 * len(labels) + 1.2))
