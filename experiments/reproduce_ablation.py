@@ -70,7 +70,8 @@ def main(argv=None) -> int:
         variant, options = RUNS[name]
         started = time.time()
         run = ensure_run(data, method_name(variant), options=options, profile=profile.name,
-                         name=name + suffix, seed=args.seed)
+                         name=name + suffix, seed=args.seed,
+                         monitor_every=max(1, profile.steps // 15))  # chapter 7's curves
         metrics = evaluate_run(run, data, split="test")
         metrics["name"] = name
         metrics["variant"] = variant

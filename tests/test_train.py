@@ -391,3 +391,23 @@ def test_a_killed_run_resumes_bit_for_bit(tiny_data, tmp_path):
     assert [h["loss"] for h in history[0]["train"]] == [h["loss"] for h in history[1]["train"]]
     info = json.loads((tmp_path / "killed" / "run.json").read_text())
     assert info["steps"] == 12 and not list((tmp_path / "killed").glob(".*.part"))
+
+
+def test_monitoring_records_a_denser_curve_and_trains_the_same_model(tiny_data, tmp_path):
+    # Swin U-Net drops paths at random: a validation that moved torch's generator (a data
+    # loader draws its seed from it) would change every later training step
+    settings = dict(method="swin-unet", options={}, steps=6, eval_every=3)
+    train(_config(tiny_data, tmp_path / "plain", **settings), progress=False)
+    train(_config(tiny_data, tmp_path / "dense", monitor_every=1, **settings), progress=False)
+    histories = {name: json.loads((tmp_path / name / "history.json").read_text())
+                 for name in ("plain", "dense")}
+    assert [v["step"] for v in histories["dense"]["val"]] == [1, 2, 3, 4, 5, 6]
+    assert [v["step"] for v in histories["plain"]["val"]] == [3, 6]
+    selecting = [v for v in histories["dense"]["val"] if v.get("selects_checkpoint", True)]
+    assert selecting == histories["plain"]["val"]
+    assert ([h["loss"] for h in histories["dense"]["train"]]
+            == [h["loss"] for h in histories["plain"]["train"]])
+    for name in ("last.pt", "best.pt"):
+        plain = load_checkpoint(tmp_path / "plain" / name)["model"]
+        dense = load_checkpoint(tmp_path / "dense" / name)["model"]
+        assert all(torch.equal(plain[key], dense[key]) for key in plain), name

@@ -303,6 +303,8 @@ def _optimise(model, training_step, parameters, config: TrainConfig, train_loade
                                         "wall_time_s": resumed_wall + time.time() - started,
                                         "rng": rng_state(train_set, generator, epoch_start,
                                                          batches_done)})
+        elif config.monitor_every and step % config.monitor_every == 0:
+            _monitor(model, val_loader, device, num_classes, step, history)
     bar.close()
     return step, best_score, resumed_wall
 
@@ -310,6 +312,16 @@ def _optimise(model, training_step, parameters, config: TrainConfig, train_loade
 def _model_config(model) -> dict | None:
     config = getattr(model, "config", None)
     return asdict(config) if is_dataclass(config) else None
+
+
+def _monitor(model, val_loader, device, num_classes, step, history) -> None:
+    """Validation metrics into the history only (``monitor_every``): no checkpoint, and the
+    random state is put back, because opening a data loader draws a seed from torch's
+    generator, which the training steps (dropout) share."""
+    forked = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=forked):
+        metrics = evaluate(model, val_loader, device, num_classes)
+    history["val"].append({**metrics, "step": step, "selects_checkpoint": False})
 
 
 def _validate(model, val_loader, device, num_classes, step, best_score, history,
