@@ -30,7 +30,7 @@ from PIL import Image
 
 from bgnet_lite.methods.bgnet.matching import mutual_nearest_neighbours
 from bgnet_lite.supervision import flow_to_cell_targets
-from bgnet_lite.viz import to_display
+from bgnet_lite.viz import to_display, within_one_cell
 
 CELL_PX = 16  # drawn size of one cell in the static view (128 px images at 1/8: 256 px wide)
 
@@ -80,12 +80,6 @@ def explorer_data(model, item: dict, theta: float | None = None, stride: int = 8
             "match_prob": match_prob, "truth": truth, **match_decisions(match_prob, theta)}
 
 
-def _within_one_cell(cell: int, other: int, width: int) -> bool:
-    if cell < 0 or other < 0:
-        return False
-    return abs(cell // width - other // width) <= 1 and abs(cell % width - other % width) <= 1
-
-
 def describe_cell(data: dict, cell: int) -> str:
     """One sample cell's matching in words, as both views print it (chapter 14)."""
     width = data["grid"][1]
@@ -97,7 +91,7 @@ def describe_cell(data: dict, cell: int) -> str:
             f"{'kept' if data['kept'][cell] else 'dropped'} at θ = {data['theta']:g}. ")
     if truth < 0:
         return line + "Ground truth: none (new or undefined background)."
-    agrees = "agrees" if _within_one_cell(best, truth, width) else "does not agree"
+    agrees = "agrees" if within_one_cell(best, truth, width) else "does not agree"
     return line + (f"Ground truth: (row {truth // width}, col {truth % width}); "
                    f"the choice {agrees} (within one cell).")
 

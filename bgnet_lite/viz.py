@@ -108,3 +108,77 @@ def show_pairs(dataset, indices=(0, 1, 2), *, titles: bool = True, cell: float =
                 axis.set_title(title, fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def within_one_cell(cells: np.ndarray, truth: np.ndarray, width: int) -> np.ndarray:
+    """Which matched template cells lie within one cell (8-neighbourhood) of the true ones;
+    False where the truth is undefined (-1) (chapters 5 and 14)."""
+    cells, truth = np.asarray(cells), np.asarray(truth)
+    near = (np.abs(cells // width - truth // width) <= 1) & (np.abs(cells % width - truth % width)
+                                                              <= 1)
+    return near & (truth >= 0) & (cells >= 0)
+
+
+def draw_match_lines(axis, template, sample, sample_to_template, grid_hw: tuple[int, int],
+                     truth=None, linewidth: float = 0.7) -> tuple[int, int]:
+    """Template and sample side by side with a line from each kept match's template cell to
+    its sample cell (Figure 4's match lines; chapter 14).  ``sample_to_template`` ``[S]``
+    (-1 = no match, as ``mutual_nearest_neighbours`` gives); with ``truth`` ``[S]`` (the
+    ground-truth template cell, ``flow_to_cell_targets``) lines are green within one cell of
+    it and red otherwise.  Returns (matches, matches within one cell)."""
+    template_rgb, sample_rgb = to_display(template), to_display(sample)
+    image_h, image_w = template_rgb.shape[:2]
+    height, width = grid_hw
+    cell_h, cell_w = image_h / height, image_w / width
+    axis.imshow(np.concatenate([template_rgb, sample_rgb], axis=1))
+    sample_to_template = np.asarray(sample_to_template)
+    matched = np.flatnonzero(sample_to_template >= 0)
+    targets = sample_to_template[matched]
+    good = (within_one_cell(targets, np.asarray(truth)[matched], width) if truth is not None
+            else np.ones(len(matched), bool))
+    for target, cell, ok in zip(targets, matched, good, strict=True):
+        x0, y0 = (target % width + 0.5) * cell_w - 0.5, (target // width + 0.5) * cell_h - 0.5
+        x1, y1 = (cell % width + 0.5) * cell_w - 0.5, (cell // width + 0.5) * cell_h - 0.5
+        axis.plot([x0, x1 + image_w], [y0, y1], color="lime" if ok else "red",
+                  linewidth=linewidth, alpha=0.8)
+    axis.set_xlim(-0.5, 2 * image_w - 0.5)
+    axis.set_ylim(image_h - 0.5, -0.5)
+    axis.axis("off")
+    return len(matched), int(good.sum())
+
+
+def comparison_grid(rows: list[dict], predictions: dict[str, list], *, cell: float = 1.25,
+                    title_size: int = 9):
+    """Figures 6-7 (chapter 14): one row per pair, columns sample, template, ground truth and
+    every method's prediction as TP / FP / FN overlays (``error_overlay``), a legend below.
+    ``rows``: dataset items ("template", "sample", "mask"); ``predictions``: method label ->
+    one ``[H, W]`` class map per row.  At most 10 inches wide: the page width.  Returns the
+    figure."""
+    if not rows:
+        raise ValueError("need at least one row")
+    for label, maps in predictions.items():
+        if len(maps) != len(rows):
+            raise ValueError(f"{label}: {len(maps)} predictions for {len(rows)} rows")
+    columns = 3 + len(predictions)
+    width = min(10.0, cell * columns)
+    scale = width / (cell * columns)
+    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
+                                figsize=(width, cell * scale * len(rows) + 0.9))
+    titles = ["sample", "template", "ground truth", *predictions]
+    for row, item in enumerate(rows):
+        panels = [to_display(item["sample"]), to_display(item["template"]),
+                  overlay_mask(item["sample"], item["mask"])]
+        panels += [error_overlay(item["sample"], maps[row], item["mask"])
+                   for maps in predictions.values()]
+        for column, panel in enumerate(panels):
+            axis = axes[row, column]
+            axis.imshow(panel)
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if row == 0:
+                axis.set_title(titles[column], fontsize=title_size, rotation=30, ha="left",
+                               va="bottom", x=0.1)
+    figure.subplots_adjust(left=0.01, right=0.99, top=1 - 0.9 / figure.get_figheight(),
+                           bottom=0.45 / figure.get_figheight(), wspace=0.04, hspace=0.04)
+    error_legend(figure, loc="lower center", fontsize=9)
+    return figure

@@ -13,24 +13,30 @@ import numpy as np
 import pytest
 import torch
 
-from bgnet_lite.explorer import (describe_cell, explorer_data, explorer_html, html_bytes,
-                                 live_explorer, match_decisions)
+from bgnet_lite.explorer import (
+    describe_cell,
+    explorer_data,
+    explorer_html,
+    html_bytes,
+    live_explorer,
+    match_decisions,
+)
 from bgnet_lite.methods import create_model
 
 
 def naive_decisions(match_prob: np.ndarray, theta: float):
-    """Algorithm 1 with eq. 15 by loops: for sample cell s, the best template cell l; kept if
-    s is also l's best sample cell and P[l, s] >= theta."""
-    cells_l, cells_s = match_prob.shape
+    """Algorithm 1 with eq. 15 by loops: for sample cell s, the best template cell a; kept if
+    s is also a's best sample cell and P[a, s] >= theta."""
+    template_cells, sample_cells = match_prob.shape
     best, mutual, kept = [], [], []
-    for s in range(cells_s):
-        column = [match_prob[l, s] for l in range(cells_l)]
-        l_best = column.index(max(column))
-        row = [match_prob[l_best, t] for t in range(cells_s)]
+    for s in range(sample_cells):
+        column = [match_prob[a, s] for a in range(template_cells)]
+        a_best = column.index(max(column))
+        row = [match_prob[a_best, t] for t in range(sample_cells)]
         is_mutual = row.index(max(row)) == s
-        best.append(l_best)
+        best.append(a_best)
         mutual.append(is_mutual)
-        kept.append(is_mutual and match_prob[l_best, s] >= theta)
+        kept.append(is_mutual and match_prob[a_best, s] >= theta)
     return best, mutual, kept
 
 

@@ -1,6 +1,7 @@
-"""The book's shared figures: the TP / FP / FN overlay."""
+"""The book's shared figures: the TP / FP / FN overlay, match lines, the comparison grid."""
 
 import numpy as np
+import pytest
 
 from bgnet_lite.viz import ERROR_COLOURS, error_overlay
 
@@ -22,3 +23,52 @@ def test_error_overlay_colours_each_outcome():
             elif truth[y, x]:
                 expected[y, x] = ERROR_COLOURS["false negative"]
     assert np.allclose(shown, expected, atol=1e-6)
+
+
+def test_within_one_cell_by_hand():
+    from bgnet_lite.viz import within_one_cell
+
+    # a 4-wide grid: cell 5 is (row 1, col 1); its 8 neighbours and itself are near
+    truth = np.full(16, 5)
+    near = within_one_cell(np.arange(16), truth, 4)
+    assert np.flatnonzero(near).tolist() == [0, 1, 2, 4, 5, 6, 8, 9, 10]
+    assert not within_one_cell(np.array([5]), np.array([-1]), 4).any()  # no truth
+    assert not within_one_cell(np.array([3]), np.array([4]), 4).any()  # (0, 3) vs (1, 0)
+
+
+def test_match_lines_count_and_colour():
+    import matplotlib.pyplot as plt
+
+    from bgnet_lite.viz import draw_match_lines
+
+    image = np.zeros((16, 16, 3), np.float32)
+    # 2 x 2 cells of 8 px; sample cells 0 and 3 matched, 0 correctly, 3 to cell 0 (truth 3 is
+    # (1, 1), 0 is (0, 0): one cell away diagonally, so near); cell 1 matched to 2 with truth 1
+    figure, axis = plt.subplots()
+    matches, near = draw_match_lines(axis, image, image, np.array([0, 2, -1, 0]), (2, 2),
+                                     truth=np.array([0, 1, 3, 3]))
+    assert (matches, near) == (3, 3)
+    lines = axis.get_lines()
+    assert len(lines) == 3
+    # the line of sample cell 0 runs from template (3.5, 3.5) to sample (3.5 + 16, 3.5)
+    assert lines[0].get_xdata().tolist() == [3.5, 19.5] and lines[0].get_ydata().tolist() == [
+        3.5, 3.5]
+    plt.close(figure)
+
+
+def test_comparison_grid_has_a_panel_per_method_and_row():
+    import matplotlib.pyplot as plt
+
+    from bgnet_lite.viz import comparison_grid
+
+    item = {"sample": np.zeros((8, 8, 3)), "template": np.zeros((8, 8, 3)),
+            "mask": np.eye(8, dtype=int)}
+    figure = comparison_grid([item, item], {"A": [np.eye(8), np.zeros((8, 8))],
+                                            "B": [np.ones((8, 8)), np.eye(8)]})
+    assert len(figure.axes) == 2 * 5
+    assert [axis.get_title() for axis in figure.axes[:5]] == ["sample", "template",
+                                                              "ground truth", "A", "B"]
+    assert figure.get_figwidth() <= 10
+    plt.close(figure)
+    with pytest.raises(ValueError, match="A: 1 predictions for 2 rows"):
+        comparison_grid([item, item], {"A": [np.eye(8)]})
