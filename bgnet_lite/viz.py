@@ -147,38 +147,40 @@ def draw_match_lines(axis, template, sample, sample_to_template, grid_hw: tuple[
     return len(matched), int(good.sum())
 
 
-def comparison_grid(rows: list[dict], predictions: dict[str, list], *, cell: float = 1.25,
-                    title_size: int = 9):
-    """Figures 6-7 (chapter 14): one row per pair, columns sample, template, ground truth and
-    every method's prediction as TP / FP / FN overlays (``error_overlay``), a legend below.
-    ``rows``: dataset items ("template", "sample", "mask"); ``predictions``: method label ->
-    one ``[H, W]`` class map per row.  At most 10 inches wide: the page width.  Returns the
-    figure."""
+def comparison_grid(rows: list[dict], predictions: dict[str, list], *, max_columns: int = 10,
+                    cell: float = 1.0, title_size: int = 9):
+    """Figures 6-7 (chapter 14): for each pair, panels sample, template, ground truth and every
+    method's prediction as TP / FP / FN overlays (``error_overlay``), wrapped after
+    ``max_columns`` panels (the page is 10 inches wide), a legend below.  Titles name the panels
+    of the first pair; the others follow the same order.  ``rows``: dataset items ("template",
+    "sample", "mask"); ``predictions``: method label -> one ``[H, W]`` class map per row.
+    Returns the figure."""
     if not rows:
         raise ValueError("need at least one row")
     for label, maps in predictions.items():
         if len(maps) != len(rows):
             raise ValueError(f"{label}: {len(maps)} predictions for {len(rows)} rows")
-    columns = 3 + len(predictions)
-    width = min(10.0, cell * columns)
-    scale = width / (cell * columns)
-    figure, axes = plt.subplots(len(rows), columns, squeeze=False,
-                                figsize=(width, cell * scale * len(rows) + 0.9))
     titles = ["sample", "template", "ground truth", *predictions]
+    columns = min(len(titles), max_columns)
+    lines_per_pair = -(-len(titles) // columns)  # ceiling
+    figure, axes = plt.subplots(len(rows) * lines_per_pair, columns, squeeze=False,
+                                figsize=(cell * columns, (cell + 0.25) * lines_per_pair
+                                         * len(rows) + 0.5))
     for row, item in enumerate(rows):
         panels = [to_display(item["sample"]), to_display(item["template"]),
                   overlay_mask(item["sample"], item["mask"])]
         panels += [error_overlay(item["sample"], maps[row], item["mask"])
                    for maps in predictions.values()]
-        for column, panel in enumerate(panels):
-            axis = axes[row, column]
-            axis.imshow(panel)
+        for index in range(lines_per_pair * columns):
+            axis = axes[row * lines_per_pair + index // columns, index % columns]
+            if index >= len(panels):
+                axis.axis("off")
+                continue
+            axis.imshow(panels[index])
             axis.set_xticks([])
             axis.set_yticks([])
             if row == 0:
-                axis.set_title(titles[column], fontsize=title_size, rotation=30, ha="left",
-                               va="bottom", x=0.1)
-    figure.subplots_adjust(left=0.01, right=0.99, top=1 - 0.9 / figure.get_figheight(),
-                           bottom=0.45 / figure.get_figheight(), wspace=0.04, hspace=0.04)
+                axis.set_title(titles[index], fontsize=title_size)
+    figure.tight_layout(rect=(0, 0.5 / figure.get_figheight(), 1, 1), h_pad=0.3, w_pad=0.2)
     error_legend(figure, loc="lower center", fontsize=9)
     return figure

@@ -235,3 +235,44 @@ def test_outputs_fit_the_page(base_url, browser, chapter):
     scrolling = page.evaluate(SCROLLING_OUTPUTS)
     page.close()
     assert len(scrolling) <= 2, f"{chapter}: {len(scrolling)} outputs scroll: {scrolling}"
+
+
+EXPLORER_PAGE = "book/14_inside.html"
+
+
+def test_matching_explorer_follows_clicks_offline(html_dir, base_url, browser):
+    """Chapter 14's explorer: a click on a sample cell moves the highlighted template cell and
+    the readout; another pair redraws; the page stays small and loads nothing from outside."""
+    size_mb = (html_dir / EXPLORER_PAGE).stat().st_size / 1e6
+    assert size_mb < 8, f"{EXPLORER_PAGE} is {size_mb:.1f} MB"
+    page = browser.new_page(viewport={"width": 1280, "height": 1000})
+    page_errors, requests = [], []
+    page.on("pageerror", lambda error: page_errors.append(str(error)))
+    page.on("request", lambda request: requests.append(request.url))
+    page.goto(f"{base_url}/{EXPLORER_PAGE}", wait_until="load")
+    explorer = page.locator(".bgnet-explorer").first
+    page.wait_for_selector(".bgnet-explorer[data-ready='1']", timeout=30_000)
+    canvas = explorer.locator("canvas.bgnet-sample")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+
+    def click_cell(fraction_x, fraction_y):
+        canvas.click(position={"x": box["width"] * fraction_x, "y": box["height"] * fraction_y})
+        return (explorer.get_attribute("data-sample-cell"),
+                explorer.get_attribute("data-template-cell"),
+                explorer.locator(".bgnet-readout").inner_text())
+
+    top_left = click_cell(0.05, 0.05)
+    page.mouse.move(0, 0)  # leave the canvas: the click's lock on the cell is released
+    bottom_right = click_cell(0.95, 0.95)
+    assert top_left[0] == "0" and top_left[2].startswith("sample cell (row 0, col 0)")
+    assert bottom_right[0] != top_left[0] and bottom_right[2] != top_left[2]
+    assert bottom_right[1] != top_left[1], "the highlighted template cell did not move"
+    before = explorer.locator("canvas.bgnet-template").screenshot()
+    explorer.locator("select").select_option(index=2)  # the other model
+    after = explorer.locator("canvas.bgnet-template").screenshot()
+    assert after != before, "choosing another pair did not redraw the template"
+    leaving = [url for url in requests if urlsplit(url).scheme not in ("data", "blob", "about")
+               and urlsplit(url).hostname not in LOCAL_HOSTS]
+    assert not leaving and not page_errors, (leaving, page_errors)
+    page.close()

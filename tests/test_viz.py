@@ -68,7 +68,15 @@ def test_comparison_grid_has_a_panel_per_method_and_row():
     assert len(figure.axes) == 2 * 5
     assert [axis.get_title() for axis in figure.axes[:5]] == ["sample", "template",
                                                               "ground truth", "A", "B"]
-    assert figure.get_figwidth() <= 10
+    assert all(axis.get_title() == "" for axis in figure.axes[5:])  # second pair: no titles
+    plt.close(figure)
+    # 12 methods: 15 panels per pair wrap into 2 lines of 10, the last 5 axes left empty
+    many = {f"M{k}": [np.eye(8), np.eye(8)] for k in range(12)}
+    figure = comparison_grid([item, item], many)
+    assert len(figure.axes) == 2 * 2 * 10 and figure.get_figwidth() <= 10
+    titled = [axis.get_title() for axis in figure.axes[:20]]
+    assert titled[:15] == ["sample", "template", "ground truth", *many] and titled[15:] == [""] * 5
+    assert [axis.axison for axis in figure.axes[15:20]] == [False] * 5
     plt.close(figure)
     with pytest.raises(ValueError, match="A: 1 predictions for 2 rows"):
         comparison_grid([item, item], {"A": [np.eye(8)]})
