@@ -9,6 +9,7 @@ with the reason, when Chromium, Playwright or the web assets (``make web-assets`
 from __future__ import annotations
 
 import functools
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -190,19 +191,15 @@ def test_lab_widgets_and_math_work_offline(base_url, browser, tmp_path):
     page.close()
 
 
+# the checks tools/page_report.py prints for every page, asserted here
+_spec = importlib.util.spec_from_file_location("page_report",
+                                               REPO_ROOT / "tools" / "page_report.py")
+page_report = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(page_report)
+DISPLAY_MATH_CHECK = page_report.DISPLAY_MATH_CHECK
+SCROLLING_OUTPUTS = page_report.SCROLLING_OUTPUTS
 CHAPTER_PAGES = sorted(path.stem for path in (REPO_ROOT / "book").glob("[0-9][0-9]_*.ipynb"))
-DISPLAY_MATH_CHECK = """() => MathJax.startup.promise.then(() => {
-    const errors = document.querySelectorAll('mjx-merror').length;
-    const wide = [];
-    for (const box of document.querySelectorAll('mjx-container[display="true"]')) {
-        const maths = box.querySelector('mjx-math').getBoundingClientRect();
-        const room = box.parentElement.getBoundingClientRect();
-        if (maths.width > room.width + 1 || maths.left < room.left - 1) {
-            wide.push(box.textContent.slice(0, 40));
-        }
-    }
-    return {errors, wide, count: document.querySelectorAll('mjx-container').length};
-})"""
+
 
 
 @pytest.mark.parametrize("chapter", CHAPTER_PAGES)
@@ -221,10 +218,7 @@ def test_every_equation_renders_and_fits(base_url, browser, chapter):
     assert not found["wide"], f"{chapter}: display equations wider than the page: {found['wide']}"
 
 
-SCROLLING_OUTPUTS = """() => [...document.querySelectorAll('.cell_output *')].filter(element =>
-    element.scrollWidth > element.clientWidth + 1
-    && ['auto', 'scroll'].includes(getComputedStyle(element).overflowX))
-  .map(element => element.textContent.trim().slice(0, 60))"""
+
 
 
 @pytest.mark.parametrize("chapter", CHAPTER_PAGES)
