@@ -26,3 +26,10 @@ def data_root() -> Path:
 def runs_root() -> Path:
     """Training runs the chapters cache: ``<home>/runs`` (chapter 7)."""
     return home() / "runs"
+
+
+def relative_to_home(path: str | Path) -> str:
+    """A path under the home folder as written relative to it; elsewhere its name alone, so
+    that results name no machine's folders (chapters 7 and 11)."""
+    path, base = Path(path).resolve(), home().resolve()
+    return str(path.relative_to(base)) if path.is_relative_to(base) else path.name

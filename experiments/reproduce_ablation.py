@@ -26,7 +26,7 @@ sys.path.insert(0, str(REPO))
 from bgnet_lite.data.cache import ensure_synth  # noqa: E402
 from bgnet_lite.methods import method_name  # noqa: E402
 from bgnet_lite.methods.bgnet.config import LOFTR_WIDTHS  # noqa: E402
-from bgnet_lite.paths import home  # noqa: E402
+from bgnet_lite.paths import relative_to_home  # noqa: E402
 from bgnet_lite.profiles import get_profile  # noqa: E402
 from bgnet_lite.train import ensure_run, evaluate_run, format_metrics, save_json  # noqa: E402
 
@@ -75,20 +75,13 @@ def main(argv=None) -> int:
         metrics = evaluate_run(run, data, split="test")
         metrics["name"] = name
         metrics["variant"] = variant
-        metrics["data"] = _relative(data)
-        metrics["run"] = _relative(run)
+        metrics["data"] = relative_to_home(data)
+        metrics["run"] = relative_to_home(run)
         results[name] = metrics
         save_json(out_path, results)
         print(format_metrics(metrics), f"\n  (this script: {time.time() - started:.0f} s)",
               flush=True)
     return 0
-
-
-def _relative(path) -> str:
-    """A path under BGNET_HOME as written relative to it (no machine's folders in results)."""
-    path = Path(path).resolve()
-    return str(path.relative_to(home().resolve())) if path.is_relative_to(home().resolve()) \
-        else str(path)
 
 
 if __name__ == "__main__":

@@ -86,3 +86,11 @@ def test_ensure_deeppcb_reads_the_source_and_writes_under_home(tmp_path, monkeyp
     assert out == tmp_path / "home/data/deeppcb-64-l1-m0"
     assert len(list_pairs(out)[0].records) == 2
     assert files_under(source) == before  # the source is only read
+
+
+def test_relative_to_home_names_no_machine_folder(tmp_path, monkeypatch):
+    from bgnet_lite.paths import relative_to_home
+
+    monkeypatch.setenv("BGNET_HOME", str(tmp_path))
+    assert relative_to_home(tmp_path / "runs" / "cpu" / "S5") == "runs/cpu/S5"
+    assert relative_to_home("/somewhere/else/ocd-918") == "ocd-918"

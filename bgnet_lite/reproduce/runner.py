@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bgnet_lite.data.cache import ensure_deeppcb, ensure_synth
-from bgnet_lite.paths import home
+from bgnet_lite.paths import relative_to_home
 from bgnet_lite.profiles import get_profile
 from bgnet_lite.provenance import REPO_ROOT
 from bgnet_lite.reproduce.specs import (
@@ -111,12 +111,6 @@ def cell_data(setting: DataSetting, profile: str, seed: int) -> Path:
     return ensure_synth(profile, variation=setting.variation, seed=seed, motion=setting.motion)
 
 
-def _relative(path: Path) -> str:
-    """A path under the home folder as written relative to it (no machine's folders)."""
-    path, base = Path(path).resolve(), home().resolve()
-    return str(path.relative_to(base)) if path.is_relative_to(base) else path.name
-
-
 def cell_run(cell: Cell, profile: str, steps: int,
              progress: bool = True) -> tuple[Path, Path]:
     """The trained run of a cell and its data: reused when finished, resumed when
@@ -162,7 +156,7 @@ def run_cell(cell: Cell, profile: str, steps: int, progress: bool = True) -> dic
             "params_mb": metrics.get("params_mb"),
             "train_wall_time_s": info.get("wall_time_s"),
             "eval_wall_time_s": metrics.get("eval_wall_time_s"),
-            "data": _relative(data), "run": _relative(run),
+            "data": relative_to_home(data), "run": relative_to_home(run),
             "train_provenance": info.get("provenance"),
             "eval_provenance": metrics.get("provenance")}
 
@@ -190,7 +184,8 @@ def run_table(name: str, profile: str | None = None, seeds=None, only=None,
                                    "variation": moderate_variation(results["cells"])}
         save_json(path, results)
         log(f"[{index}/{len(cells)}] {cell.key}: defect IoU {metrics['defect_iou']:.3f}, "
-            f"mIoU {metrics['miou']:.4f} ({time.time() - started:.0f} s) -> {_relative(path)}")
+            f"mIoU {metrics['miou']:.4f} ({time.time() - started:.0f} s) -> "
+            f"{relative_to_home(path)}")
     return results
 
 
