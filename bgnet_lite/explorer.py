@@ -308,11 +308,14 @@ def explorer_figure(data: dict, cell: int):
     if data["truth"][cell] >= 0:
         box(template_axis, int(data["truth"][cell]), "white", "--")
     box(template_axis, int(data["best"][cell]), "green" if data["kept"][cell] else "gold")
-    template_axis.set_title("template: 𝒫 column, best cell, truth (dashed)", fontsize=10)
+    template_axis.set_title(r"template: $\mathcal{P}$ column, best cell, truth (dashed)",
+                            fontsize=10)
     for axis in (sample_axis, template_axis):
         axis.set_xticks([])
         axis.set_yticks([])
-    figure.suptitle("\n".join(textwrap.wrap(describe_cell(data, cell), 110)), fontsize=9)
+    # matplotlib's fonts lack the script P: its mathtext draws the same letter
+    words = describe_cell(data, cell).replace("𝒫", r"$\mathcal{P}$")
+    figure.suptitle("\n".join(textwrap.wrap(words, 110)), fontsize=9)
     figure.tight_layout()
     plt.close(figure)
     return figure
