@@ -37,18 +37,35 @@ def frame_png(frame: Any, max_width: int = 1000, colors: int | None = 64) -> byt
     float array in ``[0, 1]``), or a matplotlib ``Figure`` (rendered at its own dpi).  Wider
     frames are downscaled to ``max_width`` pixels (1000: the book's page width, so text drawn at
     9 pt or more stays readable); ``colors`` quantises to a palette of that
-    many colours (``None`` keeps full RGB).  Transparency is flattened onto white.
+    many colours (``None`` keeps full RGB), which always holds the TP / FP / FN colours of
+    ``viz.ERROR_COLOURS`` exactly, so a small legend patch keeps the colour it names.
+    Transparency is flattened onto white.
     """
     image = _as_pil(frame)
     if image.width > max_width:
         height = max(1, round(image.height * max_width / image.width))
         image = image.resize((max_width, height), Image.Resampling.LANCZOS)
     if colors is not None:
-        image = image.quantize(colors, method=Image.Quantize.MEDIANCUT,
-                               dither=Image.Dither.NONE)
+        image = _quantize(image, colors)
     buffer = io.BytesIO()
     image.save(buffer, format="PNG", optimize=True)
     return buffer.getvalue()
+
+
+def _quantize(image: Image.Image, colors: int) -> Image.Image:
+    """A palette image: ``colors`` minus the kept ones chosen by median cut, plus the kept."""
+    from bgnet_lite.viz import ERROR_COLOURS
+
+    kept = [[round(255 * channel) for channel in rgb] for rgb in ERROR_COLOURS.values()]
+    adaptive = max(1, colors - len(kept))
+    chosen = image.quantize(adaptive, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
+    entries = len(chosen.getpalette()) // 3  # median cut may return fewer than asked
+    palette = chosen.getpalette()[: 3 * entries] + [value for rgb in kept for value in rgb]
+    # unused entries repeat the first colour, so no pixel can map to a stray black
+    palette += palette[:3] * (256 - len(palette) // 3)
+    holder = Image.new("P", (1, 1))
+    holder.putpalette(palette)
+    return image.quantize(palette=holder, dither=Image.Dither.NONE)
 
 
 def _as_pil(frame: Any) -> Image.Image:

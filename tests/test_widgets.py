@@ -93,6 +93,19 @@ def test_palette_quantisation_limits_colours():
     assert len(np.unique(decode(png).reshape(-1, 3), axis=0)) <= 16
 
 
+def test_quantisation_keeps_the_overlay_colours_exact():
+    # a busy picture with three small patches in the TP / FP / FN colours (values typed from
+    # the legend's definition: blue, orange, magenta)
+    frame = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
+    exact = [(26, 115, 255), (255, 140, 0), (242, 13, 191)]
+    for index, rgb in enumerate(exact):
+        frame[10:14, 10 + 20 * index:14 + 20 * index] = rgb
+    decoded = decode(frame_png(frame, colors=32))
+    for index, rgb in enumerate(exact):
+        assert decoded[12, 12 + 20 * index].tolist() == list(rgb)
+    assert len(np.unique(decoded.reshape(-1, 3), axis=0)) <= 32
+
+
 def test_figure_pil_and_float_frames():
     fig = Figure(figsize=(2, 1), dpi=50)
     fig.patch.set_facecolor((1.0, 0.0, 0.0))
