@@ -163,9 +163,12 @@ def comparison_grid(rows: list[dict], predictions: dict[str, list], *, max_colum
     titles = ["sample", "template", "ground truth", *predictions]
     columns = min(len(titles), max_columns)
     lines_per_pair = -(-len(titles) // columns)  # ceiling
-    figure, axes = plt.subplots(len(rows) * lines_per_pair, columns, squeeze=False,
-                                figsize=(cell * columns, (cell + 0.25) * lines_per_pair
-                                         * len(rows) + 0.5))
+    lines = len(rows) * lines_per_pair
+    # square panels plus room for the titles above and the legend below; a wrapped pair has
+    # titles above its second line too, so its lines need a gap
+    gap = 0.25 if lines_per_pair > 1 else 0.05
+    figure, axes = plt.subplots(lines, columns, squeeze=False,
+                                figsize=(cell * columns, cell * (1 + gap) * lines + 0.9))
     for row, item in enumerate(rows):
         panels = [to_display(item["sample"]), to_display(item["template"]),
                   overlay_mask(item["sample"], item["mask"])]
@@ -181,6 +184,8 @@ def comparison_grid(rows: list[dict], predictions: dict[str, list], *, max_colum
             axis.set_yticks([])
             if row == 0:
                 axis.set_title(titles[index], fontsize=title_size)
-    figure.tight_layout(rect=(0, 0.5 / figure.get_figheight(), 1, 1), h_pad=0.3, w_pad=0.2)
-    error_legend(figure, loc="lower center", fontsize=9)
+    figure.subplots_adjust(left=0.01, right=0.99, wspace=0.05, hspace=gap,
+                           top=1 - 0.35 / figure.get_figheight(),
+                           bottom=0.55 / figure.get_figheight())
+    error_legend(figure, loc="lower center", fontsize=9, frameon=False)
     return figure
