@@ -37,7 +37,7 @@ CELL_PX = 16  # drawn size of one cell in the static view (128 px images at 1/8:
 
 @torch.no_grad()
 def cell_match_prob(model, template: torch.Tensor, sample: torch.Tensor,
-                    stride: int = 8) -> np.ndarray:
+                    stride: int = 8) -> tuple[np.ndarray, tuple[int, int]]:
     """𝒫 at one attention scale for one pair, ``[L, S]`` (template cells x sample cells), and
     the feature grid ``(h, w)`` (chapter 14).  ``template``, ``sample``: ``[3, H, W]``."""
     was_training = model.training
