@@ -55,20 +55,24 @@ def match_decisions(match_prob: np.ndarray, theta: float) -> dict:
     """Per sample cell: the most probable template cell, its 𝒫, mutual or not, and kept or
     not (mutual and 𝒫 ≥ θ: Algorithm 1 with eq. 15) (chapter 14).  ``match_prob`` ``[L, S]``."""
     prob = torch.as_tensor(match_prob)[None]  # [1, L, S]
-    kept, _ = mutual_nearest_neighbours(prob, theta)  # [1, S], -1 where not kept
-    best_prob, best = prob[0].max(dim=0)  # [S]
     mutual, _ = mutual_nearest_neighbours(prob, 0.0)  # θ = 0: the mutual pairs alone
-    return {"best": best.numpy(), "best_prob": best_prob.numpy(),
-            "mutual": (mutual[0] >= 0).numpy(), "kept": (kept[0] >= 0).numpy()}
+    best_prob, best = prob[0].max(dim=0)  # [S]
+    mutual = (mutual[0] >= 0).numpy()
+    best_prob = best_prob.numpy()
+    # eq. 15 keeps a mutual pair whose 𝒫 reaches θ, as mutual_nearest_neighbours does
+    return {"best": best.numpy(), "best_prob": best_prob, "mutual": mutual,
+            "kept": mutual & (best_prob >= theta)}
 
 
 def explorer_data(model, item: dict, theta: float | None = None, stride: int = 8,
-                  title: str = "") -> dict:
+                  title: str = "", matched: tuple | None = None) -> dict:
     """Everything both views draw for one pair (chapter 14).  ``item``: a dataset item with
     "template", "sample" ``[3, H, W]`` and, if known, "flow" (the ground truth) and "mask";
-    ``theta`` defaults to the model's."""
+    ``theta`` defaults to the model's; ``matched``: :func:`cell_match_prob`'s result for this
+    model and pair, when already computed."""
     theta = model.config.theta if theta is None else float(theta)
-    match_prob, feat_hw = cell_match_prob(model, item["template"], item["sample"], stride)
+    match_prob, feat_hw = matched or cell_match_prob(model, item["template"], item["sample"],
+                                                     stride)
     truth = np.full(match_prob.shape[1], -1)
     if item.get("flow") is not None:
         image_hw = tuple(item["sample"].shape[-2:])
@@ -333,7 +337,8 @@ def live_explorer(models: dict, item: dict, thetas=None, stride: int = 8):
     thetas = [round(value, 2) for value in (thetas or np.arange(0.0, 0.95, 0.05))]
     cached = {label: cell_match_prob(model, item["template"], item["sample"], stride)
               for label, model in models.items()}
-    first = explorer_data(next(iter(models.values())), item, stride=stride)
+    first_label, first_model = next(iter(models.items()))
+    first = explorer_data(first_model, item, stride=stride, matched=cached[first_label])
     height, width = first["grid"]
     model_choice = ipywidgets.Dropdown(options=list(models), description="model")
     theta = ipywidgets.SelectionSlider(options=thetas, value=min(thetas, key=lambda t: abs(
