@@ -80,3 +80,33 @@ def test_comparison_grid_has_a_panel_per_method_and_row():
     plt.close(figure)
     with pytest.raises(ValueError, match="A: 1 predictions for 2 rows"):
         comparison_grid([item, item], {"A": [np.eye(8)]})
+
+
+def test_figure_jpeg_looks_like_the_png_and_is_smaller():
+    import io
+
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from bgnet_lite.viz import figure_jpeg
+
+    def heat_map_figure():
+        figure, axis = plt.subplots(figsize=(4, 3))
+        rows, columns = np.mgrid[0:96, 0:128]
+        axis.imshow(np.sin(rows / 9.0) * np.cos(columns / 13.0)
+                    + 0.05 * np.random.default_rng(0).random((96, 128)), cmap="jet")
+        return figure
+
+    reference = io.BytesIO()
+    heat_map_figure().savefig(reference, format="png", bbox_inches="tight")
+    png = np.asarray(Image.open(reference).convert("RGB"), dtype=np.float32)
+
+    figure = heat_map_figure()
+    jpeg_bytes = figure_jpeg(figure)
+    assert jpeg_bytes[:2] == b"\xff\xd8"  # the JPEG start-of-image marker
+    assert not plt.fignum_exists(figure.number)  # closed: the notebook shows it only once
+    jpeg = np.asarray(Image.open(io.BytesIO(jpeg_bytes)).convert("RGB"), dtype=np.float32)
+    assert jpeg.shape == png.shape
+    assert np.abs(jpeg - png).mean() < 4.0  # of 255: the same picture
+    assert len(jpeg_bytes) < len(reference.getvalue()) / 2
+    plt.close("all")
