@@ -411,3 +411,31 @@ def test_monitoring_records_a_denser_curve_and_trains_the_same_model(tiny_data, 
         plain = load_checkpoint(tmp_path / "plain" / name)["model"]
         dense = load_checkpoint(tmp_path / "dense" / name)["model"]
         assert all(torch.equal(plain[key], dense[key]) for key in plain), name
+
+
+def test_evaluate_run_on_evenly_spaced_pairs_against_hand_counts(tiny_data, tmp_path):
+    from bgnet_lite.data.folder import PairDataset
+    from bgnet_lite.metrics import logits_to_prediction
+    from bgnet_lite.train import evaluate_run
+
+    run = tmp_path / "run"
+    train(_config(tiny_data, run, method="bgnet-s2"), progress=False)
+    model = load_run(run)[0].eval()
+    dataset = PairDataset(tiny_data, "train", size=64)
+    hits = union = 0
+    for index in (0, len(dataset) - 1):  # two pairs: the split's first and last
+        pair = dataset[index]
+        with torch.no_grad():
+            predicted = logits_to_prediction(model(pair["template"][None],
+                                                   pair["sample"][None]))[0].numpy() > 0
+        truth = pair["mask"].numpy() > 0
+        hits += int((predicted & truth).sum())
+        union += int((predicted | truth).sum())
+    two = evaluate_run(run, tiny_data, split="train", pairs=2)
+    assert two["pairs"] == 2 and union > 0
+    assert two["defect_iou"] == pytest.approx(hits / union)
+    whole = evaluate_run(run, tiny_data, split="train")
+    assert evaluate_run(run, tiny_data, split="train", pairs=10_000)["miou"] == whole["miou"]
+    assert whole["pairs"] == len(dataset)
+    with pytest.raises(ValueError, match="at least 1"):
+        evaluate_run(run, tiny_data, split="train", pairs=0)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 from tqdm.auto import tqdm
 
 from bgnet_lite.data.folder import PairDataset, collate_pairs, require_valid_dataset
@@ -124,9 +124,12 @@ def defect_iou_by_type(model, loader, device: torch.device | str = "cpu") -> dic
 
 def evaluate_run(run: str | Path, data: str | Path, *, split: str = "test",
                  json_path: str | Path | None = None, size: int | None = None,
-                 device: str | None = None, per_type: bool = False) -> dict:
+                 device: str | None = None, per_type: bool = False,
+                 pairs: int | None = None) -> dict:
     """Metrics of a run's best checkpoint on a split, with provenance; optionally written to
-    JSON; ``per_type`` adds ``defect_iou_by_type`` (chapter 7)."""
+    JSON; ``per_type`` adds ``defect_iou_by_type`` (chapter 7).  ``pairs``: only that many pairs,
+    evenly spaced over the split from its first to its last (chapter 14 compares seen and unseen
+    batches on equal numbers of pairs)."""
     started = time.time()
     require_valid_dataset(data, split=split)  # every file of the split, before loading a model
     torch_device = pick_device(device)
@@ -135,6 +138,12 @@ def evaluate_run(run: str | Path, data: str | Path, *, split: str = "test",
     dataset = PairDataset(data, split, size=size or train_config["size"])
     if len(dataset) == 0:
         raise DataError(f"{data}: the {split} split is empty")
+    if pairs is not None:
+        if pairs < 1:
+            raise ValueError(f"pairs must be at least 1, got {pairs}")
+        if pairs < len(dataset):
+            chosen = np.linspace(0, len(dataset) - 1, pairs).round().astype(int)
+            dataset = Subset(dataset, chosen.tolist())
     loader = DataLoader(dataset, batch_size=train_config["batch_size"], collate_fn=collate_pairs)
     metrics = evaluate(model, loader, torch_device, info["num_classes"])
     if per_type:
