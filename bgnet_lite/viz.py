@@ -44,6 +44,8 @@ def overlay_mask(image, mask, alpha: float = 0.55) -> np.ndarray:
 # common colour-vision deficiencies and against the gold and grey of the boards
 ERROR_COLOURS = {"true positive": (0.10, 0.45, 1.00), "false positive": (1.00, 0.55, 0.00),
                  "false negative": (0.95, 0.05, 0.75)}
+# Figure 4's match lines: within one cell of the ground truth, or elsewhere
+MATCH_COLOURS = {"within one cell": (0.0, 1.0, 0.0), "elsewhere": (1.0, 0.0, 0.0)}
 
 
 def _as_bool(mask) -> np.ndarray:
@@ -161,8 +163,8 @@ def draw_match_lines(axis, template, sample, sample_to_template, grid_hw: tuple[
     for target, cell, ok in zip(targets, matched, good, strict=True):
         x0, y0 = (target % width + 0.5) * cell_w - 0.5, (target // width + 0.5) * cell_h - 0.5
         x1, y1 = (cell % width + 0.5) * cell_w - 0.5, (cell // width + 0.5) * cell_h - 0.5
-        axis.plot([x0, x1 + image_w], [y0, y1], color="lime" if ok else "red",
-                  linewidth=linewidth, alpha=0.8)
+        axis.plot([x0, x1 + image_w], [y0, y1], linewidth=linewidth, alpha=0.8,
+                  color=MATCH_COLOURS["within one cell" if ok else "elsewhere"])
     axis.set_xlim(-0.5, 2 * image_w - 0.5)
     axis.set_ylim(image_h - 0.5, -0.5)
     axis.axis("off")

@@ -38,7 +38,9 @@ def frame_png(frame: Any, max_width: int = 1000, colors: int | None = 64) -> byt
     frames are downscaled to ``max_width`` pixels (1000: the book's page width, so text drawn at
     9 pt or more stays readable); ``colors`` quantises to a palette of that
     many colours (``None`` keeps full RGB), which always holds the TP / FP / FN colours of
-    ``viz.ERROR_COLOURS`` exactly, so a small legend patch keeps the colour it names.
+    ``viz.ERROR_COLOURS`` and the match-line colours of ``viz.MATCH_COLOURS`` exactly, so a
+    small legend patch keeps the colour it names and a wrong match never turns false-positive
+    orange.
     Transparency is flattened onto white.
     """
     image = _as_pil(frame)
@@ -54,9 +56,10 @@ def frame_png(frame: Any, max_width: int = 1000, colors: int | None = 64) -> byt
 
 def _quantize(image: Image.Image, colors: int) -> Image.Image:
     """A palette image: ``colors`` minus the kept ones chosen by median cut, plus the kept."""
-    from bgnet_lite.viz import ERROR_COLOURS
+    from bgnet_lite.viz import ERROR_COLOURS, MATCH_COLOURS
 
-    kept = [[round(255 * channel) for channel in rgb] for rgb in ERROR_COLOURS.values()]
+    kept = [[round(255 * channel) for channel in rgb]
+            for rgb in (*ERROR_COLOURS.values(), *MATCH_COLOURS.values())]
     adaptive = max(1, colors - len(kept))
     chosen = image.quantize(adaptive, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
     entries = len(chosen.getpalette()) // 3  # median cut may return fewer than asked

@@ -94,10 +94,10 @@ def test_palette_quantisation_limits_colours():
 
 
 def test_quantisation_keeps_the_overlay_colours_exact():
-    # a busy picture with three small patches in the TP / FP / FN colours (values typed from
-    # the legend's definition: blue, orange, magenta)
+    # a busy picture with small patches in the TP / FP / FN colours (values typed from the
+    # legend's definition: blue, orange, magenta) and the match lines' green and red
     frame = np.random.default_rng(0).integers(0, 256, (120, 120, 3), dtype=np.uint8)
-    exact = [(26, 115, 255), (255, 140, 0), (242, 13, 191)]
+    exact = [(26, 115, 255), (255, 140, 0), (242, 13, 191), (0, 255, 0), (255, 0, 0)]
     for index, rgb in enumerate(exact):
         frame[10:14, 10 + 20 * index:14 + 20 * index] = rgb
     decoded = decode(frame_png(frame, colors=32))
